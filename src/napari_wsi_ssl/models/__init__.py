@@ -1,0 +1,33 @@
+"""ResNet34 encoder, inverted-ResNet34 decoder, task heads, presets and the checkpoint format."""
+
+from .checkpoint import Checkpoint, load_checkpoint, read_payload, save_checkpoint
+from .decoder import InvertedResNetDecoder, LightSegHead
+from .net import (
+    PRESETS,
+    TASKS,
+    WsiModel,
+    build_from_arch,
+    build_model,
+    load_encoder_state_dict,
+    make_arch,
+)
+from .resnet import BasicBlock, ResNetEncoder, torchvision_resnet_keys
+
+__all__ = [
+    "PRESETS",
+    "TASKS",
+    "BasicBlock",
+    "Checkpoint",
+    "InvertedResNetDecoder",
+    "LightSegHead",
+    "ResNetEncoder",
+    "WsiModel",
+    "build_from_arch",
+    "build_model",
+    "load_checkpoint",
+    "load_encoder_state_dict",
+    "make_arch",
+    "read_payload",
+    "save_checkpoint",
+    "torchvision_resnet_keys",
+]
