@@ -83,6 +83,9 @@ class WsiModel(nn.Module):
     Outputs: ``"recon"`` (B, 3, H, W) in [0, 1], ``"seg"`` (B, C, H, W) logits, ``"logits"`` (B, C).
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, arch: dict[str, Any]) -> None:
         super().__init__()
         self.arch = dict(arch)
