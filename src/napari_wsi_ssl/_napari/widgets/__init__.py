@@ -1,0 +1,1 @@
+"""Dock widgets: Pretrain, Fine-tune, Predict, Evaluate and Export (one file each)."""

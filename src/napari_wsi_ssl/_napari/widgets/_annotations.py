@@ -1,0 +1,234 @@
+"""Slide layers, annotation layers and regions: geometry between napari's world and level-0 pixels.
+
+The reader puts ``metadata={"slide_path": ..., "mpp": ...}`` on slide Image layers, whose scale is
+in micrometres. An overlay at downsample ``d`` lies exactly on the slide with
+``scale = d * slide_scale`` and ``translate = slide_translate + (d - 1) / 2 * slide_scale``
+(pixel ``j`` of the overlay covers level-0 pixels ``j*d .. j*d + d - 1``; its centre is there).
+
+Everything here runs on the GUI thread and turns layers into plain data (paths, arrays, boxes)
+before any worker sees them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import zarr
+from napari.layers import Image, Labels, Shapes
+from napari.utils.colormaps import DirectLabelColormap
+
+from ...errors import AnnotationError, SlideError
+
+#: Names and colours (RGBA) of the annotation classes; 0 is unlabelled.
+CLASS_NAMES: dict[int, str] = {0: "unlabelled", 1: "tumour", 2: "normal"}
+CLASS_COLOURS: dict[int | None, tuple[float, float, float, float]] = {
+    None: (0.35, 0.55, 1.0, 1.0),  # further classes the user adds
+    0: (0.0, 0.0, 0.0, 0.0),
+    1: (0.92, 0.18, 0.18, 1.0),
+    2: (0.18, 0.78, 0.32, 1.0),
+}
+
+#: Largest side, in pixels, of an annotation layer made with the automatic downsample.
+MAX_ANNOTATION_SIDE = 8192
+
+
+@dataclass(frozen=True)
+class SlideGeometry:
+    """Plain facts about a slide layer: where its file is and how it sits in world space (µm)."""
+
+    slide_path: Path | None
+    shape: tuple[int, int]  # level-0 (height, width)
+    scale: tuple[float, float]  # world units per level-0 pixel (y, x)
+    translate: tuple[float, float]  # world position of level-0 pixel (0, 0)'s centre (y, x)
+    mpp: float | None
+    name: str
+
+    def overlay_transform(self, downsample: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(scale, translate) of an overlay whose pixels span ``downsample`` level-0 pixels."""
+        d = float(downsample)
+        scale = tuple(s * d for s in self.scale)
+        translate = tuple(
+            t + (d - 1) / 2 * s for t, s in zip(self.translate, self.scale, strict=True)
+        )
+        return scale, translate
+
+    def world_to_level0(self, world_yx: np.ndarray) -> np.ndarray:
+        """World coordinates (..., 2) as (y, x) to level-0 pixel coordinates (y, x)."""
+        world_yx = np.asarray(world_yx, dtype=float)
+        return (world_yx - np.asarray(self.translate)) / np.asarray(self.scale)
+
+
+def is_slide_layer(layer: Any) -> bool:
+    return isinstance(layer, Image) and bool(layer.metadata.get("slide_path"))
+
+
+def slide_layers(viewer: Any) -> list[Image]:
+    """The Image layers opened from slide files (their metadata carries ``slide_path``)."""
+    return [layer for layer in viewer.layers if is_slide_layer(layer)]
+
+
+def slide_geometry(layer: Image) -> SlideGeometry:
+    """Read a slide Image layer into plain data."""
+    data = layer.data[0] if layer.multiscale else layer.data
+    shape = tuple(int(s) for s in data.shape[:2])
+    path = layer.metadata.get("slide_path")
+    mpp = layer.metadata.get("mpp")
+    if isinstance(mpp, (tuple, list)):
+        mpp = float(mpp[0]) if mpp and mpp[0] else None
+    return SlideGeometry(
+        slide_path=Path(path) if path else None,
+        shape=(shape[0], shape[1]),
+        scale=(float(layer.scale[-2]), float(layer.scale[-1])),
+        translate=(float(layer.translate[-2]), float(layer.translate[-1])),
+        mpp=float(mpp) if mpp else None,
+        name=layer.name,
+    )
+
+
+def auto_downsample(shape: tuple[int, int], minimum: int = 4) -> int:
+    """A power of two at least ``minimum`` keeping the annotation under MAX_ANNOTATION_SIDE."""
+    d = minimum
+    while max(shape) / d > MAX_ANNOTATION_SIDE:
+        d *= 2
+    return d
+
+
+def annotation_colormap() -> DirectLabelColormap:
+    return DirectLabelColormap(color_dict=dict(CLASS_COLOURS))
+
+
+def new_annotation_layer(
+    viewer: Any, slide_layer: Image, downsample: int | None = None, name: str = "annotations"
+) -> Labels:
+    """Add an empty Labels layer aligned with ``slide_layer`` at a working downsample.
+
+    The data is a chunked zarr array in memory: only the chunks that get painted are stored, so
+    a gigapixel slide does not allocate a full-size array. Label 1 is "tumour", 2 is "normal";
+    the layer is left in paint mode with label 1 selected.
+    """
+    geometry = slide_geometry(slide_layer)
+    d = int(downsample) if downsample else auto_downsample(geometry.shape)
+    shape = (math.ceil(geometry.shape[0] / d), math.ceil(geometry.shape[1] / d))
+    data = zarr.zeros(shape, chunks=(min(1024, shape[0]), min(1024, shape[1])), dtype=np.uint8)
+    scale, translate = geometry.overlay_transform(d)
+    features = pd.DataFrame(
+        {"index": list(CLASS_NAMES), "class": pd.Categorical(list(CLASS_NAMES.values()))}
+    )
+    layer = viewer.add_labels(
+        data,
+        name=name,
+        scale=scale,
+        translate=translate,
+        features=features,
+        colormap=annotation_colormap(),
+        metadata={
+            "slide_path": str(geometry.slide_path) if geometry.slide_path else None,
+            "downsample": d,
+            "slide_layer": slide_layer.name,
+            "class_names": dict(CLASS_NAMES),
+        },
+        opacity=0.6,
+    )
+    layer.brush_size = 10
+    layer.selected_label = 1
+    viewer.layers.selection.active = layer
+    layer.mode = "paint"
+    return layer
+
+
+@dataclass(frozen=True)
+class PaintedAnnotation:
+    """Painted labels read out of a layer: ``labels`` (H, W) at ``downsample`` of level 0."""
+
+    labels: np.ndarray
+    downsample: float
+    class_names: dict[int, str]
+
+
+def annotation_downsample(labels_layer: Labels, slide: SlideGeometry) -> float:
+    """The downsample of a Labels layer relative to the slide, from the layers' scales."""
+    stored = labels_layer.metadata.get("downsample")
+    if stored:
+        return float(stored)
+    ratio = float(labels_layer.scale[-1]) / slide.scale[-1]
+    return ratio if ratio > 0 else 1.0
+
+
+def read_painted(
+    labels_layer: Labels, slide: SlideGeometry, min_classes: int = 2
+) -> PaintedAnnotation:
+    """Read the painted pixels into memory and check there is something to learn from.
+
+    Raises
+    ------
+    AnnotationError
+        When nothing is painted, or fewer than ``min_classes`` classes are.
+    """
+    data = labels_layer.data[0] if labels_layer.multiscale else labels_layer.data
+    labels = np.asarray(data)
+    if labels.ndim != 2:
+        raise AnnotationError(
+            f"layer {labels_layer.name!r} is {labels.ndim}-D; a 2-D mask is needed"
+        )
+    present = [int(v) for v in np.unique(labels) if v != 0]
+    names = {
+        int(k): str(v) for k, v in labels_layer.metadata.get("class_names", CLASS_NAMES).items()
+    }
+    if not present:
+        raise AnnotationError(
+            f"layer {labels_layer.name!r} has no painted pixels",
+            hint="paint tumour (label 1) and normal tissue (label 2) with the brush first",
+        )
+    if len(present) < min_classes:
+        only = names.get(present[0], f"label {present[0]}")
+        raise AnnotationError(
+            f"layer {labels_layer.name!r} has only one class painted ({only})",
+            hint="paint both tumour (label 1) and normal tissue (label 2)",
+        )
+    return PaintedAnnotation(
+        labels=labels, downsample=annotation_downsample(labels_layer, slide), class_names=names
+    )
+
+
+def region_box(
+    shapes_layer: Shapes | None, slide: SlideGeometry
+) -> tuple[int, int, int, int] | None:
+    """The bounding box, in level-0 pixels (x0, y0, x1, y1), of the first shape of a Shapes layer.
+
+    Returns ``None`` when no layer is given. Raises AnnotationError when the layer is empty or
+    its box misses the slide.
+    """
+    if shapes_layer is None:
+        return None
+    if len(shapes_layer.data) == 0:
+        raise AnnotationError(
+            f"region layer {shapes_layer.name!r} has no shape",
+            hint="draw a rectangle, or choose no region",
+        )
+    vertices = np.asarray(shapes_layer.data[0], dtype=float)[:, -2:]
+    world = np.array([shapes_layer.data_to_world(v) for v in vertices])[:, -2:]
+    level0 = slide.world_to_level0(world)
+    y0, x0 = np.floor(level0.min(axis=0)).astype(int)
+    y1, x1 = np.ceil(level0.max(axis=0)).astype(int)
+    h, w = slide.shape
+    x0, y0 = max(0, int(x0)), max(0, int(y0))
+    x1, y1 = min(w, int(x1)), min(h, int(y1))
+    if x1 <= x0 or y1 <= y0:
+        raise AnnotationError(
+            f"region layer {shapes_layer.name!r} lies outside the slide {slide.name!r}"
+        )
+    return (x0, y0, x1, y1)
+
+
+def require_slide_path(slide: SlideGeometry) -> Path:
+    if slide.slide_path is None:
+        raise SlideError(
+            f"layer {slide.name!r} was not opened from a slide file",
+            hint="open the slide with this plugin",
+        )
+    return slide.slide_path

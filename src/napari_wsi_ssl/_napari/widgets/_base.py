@@ -1,0 +1,105 @@
+"""What every dock shares: the viewer, a run controller, layer pickers, a status line."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from magicgui.widgets import ComboBox, Container, Label, PushButton
+
+from ._annotations import is_slide_layer
+from ._worker import RunController
+
+
+def layer_choices(
+    viewer: Any, predicate: Callable[[Any], bool], optional: str | None = None
+) -> Callable[[Any], list[tuple[str, Any]]]:
+    """A magicgui ``choices`` callable listing the viewer's layers that satisfy ``predicate``.
+
+    With ``optional``, a first entry of that text standing for ``None`` is added.
+    """
+
+    def choices(_widget: Any = None) -> list[tuple[str, Any]]:
+        items: list[tuple[str, Any]] = [(optional, None)] if optional is not None else []
+        items += [(layer.name, layer) for layer in viewer.layers if predicate(layer)]
+        return items
+
+    return choices
+
+
+def image_predicate(layer: Any) -> bool:
+    from napari.layers import Image
+
+    return isinstance(layer, Image)
+
+
+def slide_first(viewer: Any) -> Callable[[Any], list[tuple[str, Any]]]:
+    """Image layers, slide layers first (the likely choice)."""
+
+    def choices(_widget: Any = None) -> list[tuple[str, Any]]:
+        from napari.layers import Image
+
+        layers = [layer for layer in viewer.layers if isinstance(layer, Image)]
+        layers.sort(key=lambda layer: not is_slide_layer(layer))
+        return [(layer.name, layer) for layer in layers]
+
+    return choices
+
+
+class DockBase(Container):
+    """A dock bound to a viewer, with a main button, a Cancel button and a status line.
+
+    Subclasses add their fields, then call :meth:`_finish_layout` with the main button text.
+    """
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__(labels=True)
+        self._viewer = napari_viewer
+        self._runner = RunController(on_event=self._on_event, on_state=self._on_state)
+        self._status = Label(value="")
+        self._cancel_button = PushButton(text="Cancel", enabled=False)
+        self._cancel_button.changed.connect(self._on_cancel)
+        events = napari_viewer.layers.events
+        for name in ("inserted", "removed", "moved"):
+            getattr(events, name).connect(self._on_layers_changed)
+
+    # -- layout ---------------------------------------------------------------------------
+    def _add_main_button(self, text: str, handler: Callable[[], None]) -> PushButton:
+        button = PushButton(text=text)
+        button.changed.connect(lambda *_: handler())
+        return button
+
+    @property
+    def runner(self) -> RunController:
+        """The controller of this dock's long runs (``runner.sync = True`` runs them inline)."""
+        return self._runner
+
+    # -- events ---------------------------------------------------------------------------
+    def _on_layers_changed(self, *_: Any) -> None:
+        # the Qt side may already be deleted when the viewer closes
+        with contextlib.suppress(RuntimeError):
+            self.reset_choices()
+
+    def _on_cancel(self, *_: Any) -> None:
+        self._runner.cancel()
+
+    def _on_event(self, event: Any) -> None:  # overridden by docks with live displays
+        pass
+
+    def _on_state(self, running: bool) -> None:
+        self._cancel_button.enabled = running
+        for button in self._main_buttons():
+            button.enabled = True  # a second click is refused with a message, not greyed out
+        if running:
+            self._status.value = "running…"
+
+    def _main_buttons(self) -> list[PushButton]:
+        return []
+
+    def set_status(self, text: str) -> None:
+        self._status.value = text
+
+
+def combo(label: str, choices: Any, tooltip: str | None = None, **kwargs: Any) -> ComboBox:
+    return ComboBox(label=label, choices=choices, tooltip=tooltip, **kwargs)

@@ -1,0 +1,220 @@
+"""Glue between the compute generators and the docks.
+
+A :class:`RunController` runs one generator of events (:mod:`napari_wsi_ssl.events`) at a time:
+in a ``napari.qt.threading`` worker, or inline when the synchronous switch is on (the environment
+variable ``NAPARI_WSI_SSL_SYNC=1`` or ``controller.sync = True``, for tests). Either way the same
+generator runs and the same handlers see its events on the GUI thread:
+
+- ``Progress`` and ``TilesDone`` move a ``napari.utils.progress`` bar in the activity dock;
+- ``Log`` becomes a notification;
+- every event is then passed to the dock's own handler (curves, preview, layer refresh);
+- a :class:`~napari_wsi_ssl.errors.WsiSslError` becomes ``show_error(message)``; a cancelled run
+  a short info; the dock stays usable.
+
+Exceptions are caught inside the worker and handed back as a value, so that napari's own error
+relay never turns a user's mistake into a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from ...errors import CancelledError, WsiSslError
+from ...events import CancelToken, Log, Progress, TilesDone
+
+logger = logging.getLogger(__name__)
+
+SYNC_ENV = "NAPARI_WSI_SSL_SYNC"
+
+EventGenerator = Generator[Any, None, Any]
+
+
+def sync_default() -> bool:
+    """Whether runs go inline by default (``NAPARI_WSI_SSL_SYNC`` set to 1/true/yes)."""
+    return os.environ.get(SYNC_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass
+class Outcome:
+    """How a run ended: ``value`` on success, else ``error`` (``cancelled`` when the user stopped it)."""
+
+    value: Any = None
+    error: BaseException | None = None
+    cancelled: bool = False
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.cancelled
+
+
+def _guarded(gen: EventGenerator) -> Generator[Any, None, Outcome]:
+    """Run ``gen`` to its end, yielding its events and returning an :class:`Outcome`."""
+    start = time.monotonic()
+    try:
+        value = yield from gen
+    except CancelledError as exc:
+        return Outcome(error=exc, cancelled=True, seconds=time.monotonic() - start)
+    except WsiSslError as exc:
+        return Outcome(error=exc, seconds=time.monotonic() - start)
+    except Exception as exc:  # a bug: keep the traceback in the log, tell the user briefly
+        logger.error("run failed:\n%s", traceback.format_exc())
+        return Outcome(error=exc, seconds=time.monotonic() - start)
+    return Outcome(value=value, seconds=time.monotonic() - start)
+
+
+class RunController:
+    """Runs one long computation at a time for a dock.
+
+    Parameters
+    ----------
+    on_event
+        Called on the GUI thread with every event the generator yields.
+    on_state
+        Called with ``True`` when a run starts and ``False`` when it ends (to enable buttons).
+    """
+
+    def __init__(
+        self,
+        on_event: Callable[[Any], None] | None = None,
+        on_state: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.on_event = on_event
+        self.on_state = on_state
+        self.sync: bool | None = None
+        self.token: CancelToken | None = None
+        self.worker: Any = None
+        self.last_outcome: Outcome | None = None
+        self._pbar: progress | None = None
+        self._running = False
+        self._label = ""
+        self._on_done: Callable[[Outcome], None] | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether a run is going."""
+        return self._running
+
+    def start(
+        self,
+        factory: Callable[[CancelToken], EventGenerator],
+        label: str,
+        on_done: Callable[[Outcome], None] | None = None,
+    ) -> bool:
+        """Start ``factory(token)`` unless a run is already going (then refuse with a message).
+
+        ``factory`` must build the generator from plain data only (arrays, paths, configs): it
+        runs on the GUI thread, and the generator then runs in the worker thread.
+        Returns whether the run was started.
+        """
+        if self._running:
+            show_warning(f"{self._label} is still running: wait for it or cancel it first.")
+            return False
+        token = CancelToken()
+        try:
+            gen = factory(token)
+        except WsiSslError as exc:
+            show_error(str(exc))
+            return False
+        self.token = token
+        self._label = label
+        self._on_done = on_done
+        self._running = True
+        self.last_outcome = None
+        self._pbar = progress(total=0, desc=label)
+        if self.on_state is not None:
+            self.on_state(True)
+        if self.sync if self.sync is not None else sync_default():
+            guarded = _guarded(gen)
+            while True:
+                try:
+                    event = next(guarded)
+                except StopIteration as stop:
+                    self._finish(stop.value)
+                    break
+                self._handle(event)
+            return True
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(_guarded, gen, _start_thread=False)
+        worker.yielded.connect(self._handle)
+        worker.returned.connect(self._finish)
+        # an error here would be a failure of the thread machinery itself, not of the run
+        worker.errored.connect(lambda exc: self._finish(Outcome(error=exc)))
+        self.worker = worker
+        worker.start()
+        return True
+
+    def cancel(self) -> None:
+        """Ask the run to stop at its next step; the compute code keeps what was finished."""
+        if self._running and self.token is not None:
+            self.token.cancel()
+            show_info(f"{self._label}: cancelling at the next step")
+
+    def _handle(self, event: Any) -> None:
+        try:
+            self._update_bar(event)
+            if isinstance(event, Log):
+                if event.level in ("warning", "error"):
+                    show_warning(event.message)
+                else:
+                    show_info(event.message)
+            if self.on_event is not None:
+                self.on_event(event)
+        except Exception:  # a display glitch must not end the run
+            logger.exception("event handler failed")
+
+    def _update_bar(self, event: Any) -> None:
+        pbar = self._pbar
+        if pbar is None:
+            return
+        if isinstance(event, Progress):
+            step, total = event.step, event.total
+        elif isinstance(event, TilesDone):
+            step, total = event.done, event.total
+        else:
+            return
+        if total and pbar.total != total:
+            pbar.total = total
+        if step > pbar.n:
+            pbar.update(step - pbar.n)
+        text = self._label
+        if isinstance(event, Progress) and event.loss is not None:
+            text += f" (loss {event.loss:.4f})"
+        pbar.set_description(text)
+
+    def _finish(self, outcome: Outcome) -> None:
+        if not self._running:
+            return
+        self._running = False
+        self.worker = None
+        self.last_outcome = outcome
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        if outcome.cancelled:
+            show_info(f"{self._label} cancelled; finished work was kept. {outcome.error}")
+        elif isinstance(outcome.error, WsiSslError):
+            show_error(str(outcome.error))
+        elif outcome.error is not None:
+            show_error(f"{self._label} failed: {type(outcome.error).__name__}: {outcome.error}")
+        if self.on_state is not None:
+            self.on_state(False)
+        # the callback may start the next run (fine-tuning ends by predicting)
+        try:
+            if self._on_done is not None:
+                self._on_done(outcome)
+        except WsiSslError as exc:
+            show_error(str(exc))
+        except Exception as exc:
+            logger.error("finishing %s failed:\n%s", self._label, traceback.format_exc())
+            show_error(f"{self._label} failed: {type(exc).__name__}: {exc}")
