@@ -29,6 +29,7 @@ __all__ = [
     "aji",
     "balanced_accuracy",
     "bootstrap_ci",
+    "bootstrap_ci_dict",
     "classification_metrics",
     "confusion_matrix",
     "dice",
@@ -440,25 +441,47 @@ def bootstrap_ci(
     level
         Coverage of the interval (0.95 for 95%).
     """
-    arrs = [np.asarray(a) if not isinstance(a, list) else a for a in arrays]
+    out = bootstrap_ci_dict(lambda *a: {"v": metric_fn(*a)}, *arrays, n=n, seed=seed, level=level)
+    low, high = out.get("v", [None, None])
+    return (float("nan") if low is None else low), (float("nan") if high is None else high)
+
+
+def bootstrap_ci_dict(
+    metric_fn: Callable[..., dict[str, float]],
+    *arrays: Any,
+    n: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, list[float | None]]:
+    """Bootstrap intervals of several metrics computed from the same resamples.
+
+    Like :func:`bootstrap_ci`, but ``metric_fn`` returns a dict of floats; the result maps each
+    key to ``[low, high]``, with ``None`` where no resample gave a defined value (JSON-safe).
+    Empty arrays give an empty dict.
+    """
+    arrs = [a if isinstance(a, list) else np.asarray(a) for a in arrays]
     if not arrs:
-        raise ValueError("bootstrap_ci needs at least one array")
+        raise ValueError("bootstrap needs at least one array")
     size = len(arrs[0])
     if any(len(a) != size for a in arrs):
         raise ValueError("all arrays must have the same length along axis 0")
-    if size == 0:
-        return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    values = np.empty(n, dtype=np.float64)
-    for i in range(n):
+    samples: dict[str, list[float]] = {}
+    for _ in range(n if size else 0):
         idx = rng.integers(0, size, size)
-        values[i] = metric_fn(*[_take(a, idx) for a in arrs])
-    values = values[np.isfinite(values)]
-    if not values.size:
-        return float("nan"), float("nan")
+        for key, value in metric_fn(*[_take(a, idx) for a in arrs]).items():
+            samples.setdefault(key, []).append(float(value))
     alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(values, [alpha, 1.0 - alpha])
-    return float(low), float(high)
+    result: dict[str, list[float | None]] = {}
+    for key, values in samples.items():
+        v = np.asarray(values)
+        v = v[np.isfinite(v)]
+        if v.size:
+            low, high = np.quantile(v, [alpha, 1.0 - alpha])
+            result[key] = [float(low), float(high)]
+        else:
+            result[key] = [None, None]
+    return result
 
 
 def _take(a: Any, idx: np.ndarray) -> Any:
