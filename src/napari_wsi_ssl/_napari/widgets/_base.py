@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from magicgui.widgets import ComboBox, Container, Label, PushButton
+from magicgui.widgets import Container, Label, PushButton
 
 from ._annotations import is_slide_layer
 from ._worker import RunController
@@ -50,7 +50,7 @@ def slide_first(viewer: Any) -> Callable[[Any], list[tuple[str, Any]]]:
 class DockBase(Container):
     """A dock bound to a viewer, with a main button, a Cancel button and a status line.
 
-    Subclasses add their fields, then call :meth:`_finish_layout` with the main button text.
+    Subclasses add their fields, their main button, ``self._cancel_button`` and ``self._status``.
     """
 
     def __init__(self, napari_viewer: Any) -> None:
@@ -63,12 +63,6 @@ class DockBase(Container):
         events = napari_viewer.layers.events
         for name in ("inserted", "removed", "moved"):
             getattr(events, name).connect(self._on_layers_changed)
-
-    # -- layout ---------------------------------------------------------------------------
-    def _add_main_button(self, text: str, handler: Callable[[], None]) -> PushButton:
-        button = PushButton(text=text)
-        button.changed.connect(lambda *_: handler())
-        return button
 
     @property
     def runner(self) -> RunController:
@@ -88,18 +82,10 @@ class DockBase(Container):
         pass
 
     def _on_state(self, running: bool) -> None:
+        # the main button stays enabled: a second click is refused with a message
         self._cancel_button.enabled = running
-        for button in self._main_buttons():
-            button.enabled = True  # a second click is refused with a message, not greyed out
         if running:
             self._status.value = "running…"
 
-    def _main_buttons(self) -> list[PushButton]:
-        return []
-
     def set_status(self, text: str) -> None:
         self._status.value = text
-
-
-def combo(label: str, choices: Any, tooltip: str | None = None, **kwargs: Any) -> ComboBox:
-    return ComboBox(label=label, choices=choices, tooltip=tooltip, **kwargs)

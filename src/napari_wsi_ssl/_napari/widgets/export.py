@@ -1,0 +1,151 @@
+"""The "Export" dock: write a mask, probability map or nuclei layer to a file."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+from magicgui.types import FileDialogMode
+from magicgui.widgets import ComboBox, FileEdit, PushButton
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_error, show_info
+
+from ...errors import ExportError
+from ...events import CancelToken, Log
+from ..writers import FORMATS, export_layer, format_of
+from ._annotations import is_slide_layer
+from ._base import DockBase, layer_choices
+from ._worker import Outcome
+
+
+def _exportable(layer: Any) -> bool:
+    return isinstance(layer, Labels) or (isinstance(layer, Image) and not is_slide_layer(layer))
+
+
+def layer_state(layer: Any) -> tuple[Any, dict[str, Any], str]:
+    """A layer's data, its writer ``meta`` and its kind, as plain values for a worker."""
+    meta = {
+        "name": layer.name,
+        "scale": tuple(float(s) for s in layer.scale),
+        "translate": tuple(float(t) for t in layer.translate),
+        "metadata": dict(layer.metadata),
+    }
+    data = list(layer.data) if layer.multiscale else layer.data
+    return data, meta, "labels" if isinstance(layer, Labels) else "image"
+
+
+def _export_run(
+    path: Path, data: Any, meta: dict[str, Any], kind: str, fmt: str
+) -> Generator[Any, None, Path]:
+    yield Log(f"writing {path.name}")
+    return export_layer(path, data, meta, kind, fmt)
+
+
+class ExportWidget(DockBase):
+    """Export a layer as OME-TIFF, OME-Zarr, GeoJSON, PNG or CSV (nuclei measurements)."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__(napari_viewer)
+        self._layer = ComboBox(
+            label="layer",
+            choices=layer_choices(napari_viewer, _exportable),
+            tooltip="the mask, probability map or nuclei layer to write",
+        )
+        self._format = ComboBox(label="format", choices=list(FORMATS), value="OME-TIFF")
+        self._path = FileEdit(
+            label="path",
+            mode=FileDialogMode.OPTIONAL_FILE,
+            tooltip="the file (or .ome.zarr folder) to write",
+        )
+        self._export_button = PushButton(text="Export")
+        self._export_button.changed.connect(self._on_export)
+        self._format.changed.connect(self._on_format)
+        self._layer.changed.connect(self._on_layer)
+        self.extend(
+            [
+                self._layer,
+                self._format,
+                self._path,
+                self._export_button,
+                self._cancel_button,
+                self._status,
+            ]
+        )
+        self.last_written: Path | None = None
+        self._on_layer()
+
+    # exposed for tests and scripts, like a user's clicks
+    @property
+    def layer_combo(self) -> ComboBox:
+        return self._layer
+
+    @property
+    def format_combo(self) -> ComboBox:
+        return self._format
+
+    @property
+    def path_edit(self) -> FileEdit:
+        return self._path
+
+    @property
+    def export_button(self) -> PushButton:
+        return self._export_button
+
+    def _on_layer(self, *_: Any) -> None:
+        layer = self._layer.value
+        if layer is None:
+            return
+        if isinstance(layer, Image) and self._format.value == "CSV":
+            self._format.value = "OME-TIFF"
+        self._on_format()
+
+    def _on_format(self, *_: Any) -> None:
+        """Give the path the format's suffix (a folder of the slide and the layer's name)."""
+        suffix = FORMATS[self._format.value]
+        current = Path(str(self._path.value)) if str(self._path.value) not in ("", ".") else None
+        layer = self._layer.value
+        stem = (layer.name if layer is not None else "export").replace(" ", "_").lower()
+        if current is None or current.is_dir():
+            folder = current or Path.home()
+            slide = (layer.metadata.get("slide_path") if layer is not None else None) or ""
+            if current is None and slide:
+                folder = Path(slide).parent
+            self._path.value = folder / f"{stem}{suffix}"
+            return
+        name = current.name
+        for old in sorted(FORMATS.values(), key=len, reverse=True):
+            if name.lower().endswith(old):
+                name = name[: -len(old)]
+                break
+        self._path.value = current.with_name(name + suffix)
+
+    def _on_export(self, *_: Any) -> None:
+        layer = self._layer.value
+        if layer is None:
+            show_error("Choose a layer to export: a mask, a probability map or nuclei.")
+            return
+        path = Path(str(self._path.value)).expanduser()
+        fmt = self._format.value
+        try:
+            if format_of(path) != fmt:
+                raise ExportError(f"the name does not end in {FORMATS[fmt]} for {fmt}", path)
+            if fmt == "CSV" and not isinstance(layer, Labels):
+                raise ExportError(
+                    f"CSV export is for nuclei labels; {layer.name!r} is an image", path
+                )
+        except ExportError as exc:
+            show_error(str(exc))
+            return
+        data, meta, kind = layer_state(layer)
+
+        def factory(token: CancelToken) -> Generator[Any, None, Path]:
+            return _export_run(path, data, meta, kind, fmt)
+
+        self._runner.start(factory, f"Export {layer.name}", on_done=self._on_done)
+
+    def _on_done(self, outcome: Outcome) -> None:
+        if outcome.ok:
+            self.last_written = Path(outcome.value)
+            self.set_status(f"wrote {self.last_written}")
+            show_info(f"Exported {self.last_written}")
