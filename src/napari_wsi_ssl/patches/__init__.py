@@ -1,0 +1,39 @@
+"""Patch coordinates (grid, random, class-balanced), lazy Datasets and augmentation."""
+
+from .augment import NO_AUGMENT, Augment, color_jitter, dihedral, sample_generator
+from .coords import balanced_coords, grid_coords, random_coords
+from .datasets import (
+    IMAGE_SUFFIXES,
+    SLIDE_SUFFIXES,
+    ImageFiles,
+    ImageFolderPatches,
+    LabelArray,
+    NucleiFolder,
+    SlidePatches,
+    find_images,
+    instances_to_classes,
+    to_tensor,
+    to_uint8,
+)
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "NO_AUGMENT",
+    "SLIDE_SUFFIXES",
+    "Augment",
+    "ImageFiles",
+    "ImageFolderPatches",
+    "LabelArray",
+    "NucleiFolder",
+    "SlidePatches",
+    "balanced_coords",
+    "color_jitter",
+    "dihedral",
+    "find_images",
+    "grid_coords",
+    "instances_to_classes",
+    "random_coords",
+    "sample_generator",
+    "to_tensor",
+    "to_uint8",
+]
