@@ -1,0 +1,221 @@
+"""The ``Slide``: one API over every backend, with level maths and lazy pyramids."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import SlideError
+from ._backends import Backend, OpenSlideBackend, rgba_to_rgb
+from ._open import choose_backend
+
+if TYPE_CHECKING:
+    import dask.array
+
+MIN_PYRAMID_SIDE = 512  # synthesised levels continue until the longest side is below this
+DEFAULT_CHUNK = 512  # chunk side when the file has no tiles
+
+
+def open_slide(path: str | Path, mpp: float | None = None) -> Slide:
+    """Open a whole-slide image.
+
+    Parameters
+    ----------
+    path
+        A slide file (svs, ndpi, mrxs, scn, vms, bif, tiled TIFF, OME-TIFF) or OME-Zarr folder.
+    mpp
+        Micrometres per pixel at level 0; overrides (or supplies) the slide's own.
+
+    Raises
+    ------
+    SlideError
+        When the path is not a slide this package can read.
+    """
+    path = Path(path)
+    backend = choose_backend(path)
+    return Slide(path, backend, mpp)
+
+
+class Slide:
+    """A whole-slide image open for reading. Coordinates named ``location`` are level-0 pixels."""
+
+    def __init__(self, path: Path, backend: Backend, mpp: float | None = None) -> None:
+        self.path = path
+        self._backend = backend
+        self.level_dimensions: tuple[tuple[int, int], ...] = tuple(backend.level_dimensions)
+        self.level_downsamples: tuple[float, ...] = tuple(backend.level_downsamples)
+        self.level_count = len(self.level_dimensions)
+        self.dimensions = self.level_dimensions[0]
+        self.properties: dict[str, str] = dict(backend.properties)
+        self.vendor: str = backend.vendor
+        self.backend_name: str = backend.name
+        self.objective_power: float | None = backend.objective_power
+        if mpp is not None:
+            if not mpp > 0:
+                raise SlideError(f"mpp must be positive, got {mpp}", path)
+            self.mpp: tuple[float, float] | None = (float(mpp), float(mpp))
+        else:
+            self.mpp = backend.mpp
+        self.tile_size: tuple[int, int] | None = backend.tile_sizes[0]
+        self._pyramid: list[dask.array.Array] | None = None
+        self._pyramid_dims, self._pyramid_downsamples = self._plan_pyramid()
+
+    # ------------------------------------------------------------------ reading
+
+    def __repr__(self) -> str:
+        return f"Slide({str(self.path)!r}, {self.vendor}, {self.dimensions[0]}x{self.dimensions[1]}, levels={self.level_count}, mpp={self.mpp})"
+
+    def read_region(
+        self, location: tuple[int, int], level: int, size: tuple[int, int]
+    ) -> np.ndarray:
+        """Read ``size`` (w, h) pixels of ``level`` whose top-left is ``location`` in level-0 pixels.
+
+        Returns (h, w, 3) uint8; parts outside the slide are white.
+        """
+        if not 0 <= level < self.level_count:
+            raise SlideError(
+                f"level {level} does not exist (the slide has {self.level_count})", self.path
+            )
+        w, h = int(size[0]), int(size[1])
+        if w <= 0 or h <= 0:
+            return np.full((max(h, 0), max(w, 0), 3), 255, np.uint8)
+        x0, y0 = int(location[0]), int(location[1])
+        try:
+            if isinstance(self._backend, OpenSlideBackend):
+                return rgba_to_rgb(self._backend.read_region_rgba((x0, y0), level, (w, h)))
+            ds = self.level_downsamples[level]
+            return self.read_level(level, math.floor(x0 / ds), math.floor(y0 / ds), w, h)
+        except SlideError:
+            raise
+        except Exception as exc:
+            raise SlideError(
+                f"cannot read a region ({type(exc).__name__}: {exc})", self.path
+            ) from exc
+
+    def read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        """Read (x, y, w, h) in the pixels of pyramid ``level`` (file or synthesised), padded white."""
+        lw, lh = self._pyramid_dims[level]
+        ix0, iy0 = max(x, 0), max(y, 0)
+        ix1, iy1 = min(x + w, lw), min(y + h, lh)
+        inside = ix1 > ix0 and iy1 > iy0
+        if inside and (ix0, iy0, ix1, iy1) == (x, y, x + w, y + h):
+            return self._read_inside(level, x, y, w, h)
+        out = np.full((h, w, 3), 255, np.uint8)
+        if inside:
+            out[iy0 - y : iy1 - y, ix0 - x : ix1 - x] = self._read_inside(
+                level, ix0, iy0, ix1 - ix0, iy1 - iy0
+            )
+        return out
+
+    def _read_inside(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        if level < self.level_count:
+            return self._backend.read(level, x, y, w, h)
+        # a synthesised level: 2x2 mean of the level above
+        above = self.read_level(level - 1, 2 * x, 2 * y, 2 * w, 2 * h)
+        s = above.astype(np.uint16)
+        return ((s[0::2, 0::2] + s[1::2, 0::2] + s[0::2, 1::2] + s[1::2, 1::2] + 2) >> 2).astype(
+            np.uint8
+        )
+
+    def read_scaled(
+        self, location: tuple[int, int], size: tuple[int, int], downsample: float
+    ) -> np.ndarray:
+        """Read the region at ``location`` (level-0 px) covering ``size * downsample`` level-0 px,
+        resized to ``size`` (w, h). Reads the best file level, then resizes (antialiased)."""
+        w, h = int(size[0]), int(size[1])
+        level = self.best_level_for_downsample(downsample)
+        ds = self.level_downsamples[level]
+        if abs(ds - downsample) < 1e-6:
+            return self.read_region(location, level, (w, h))
+        rw = max(1, math.ceil(w * downsample / ds))
+        rh = max(1, math.ceil(h * downsample / ds))
+        region = self.read_region(location, level, (rw, rh))
+        from PIL import Image
+
+        return np.asarray(Image.fromarray(region).resize((w, h), Image.Resampling.BILINEAR))
+
+    def best_level_for_downsample(self, downsample: float) -> int:
+        """The file level with the largest downsample not above ``downsample``."""
+        best = 0
+        for i, ds in enumerate(self.level_downsamples):
+            if ds <= downsample * (1 + 1e-6):
+                best = i
+        return best
+
+    def downsample_for_mpp(self, mpp: float) -> float:
+        """The downsample from level 0 that gives ``mpp`` µm/px."""
+        if self.mpp is None:
+            raise SlideError(
+                "the slide has no mpp (pixel size)",
+                self.path,
+                "give it with --mpp or the mpp setting",
+            )
+        return float(mpp) / self.mpp[0]
+
+    # ------------------------------------------------------------------ pyramid
+
+    def _plan_pyramid(self) -> tuple[list[tuple[int, int]], list[float]]:
+        dims = list(self.level_dimensions)
+        dss = list(self.level_downsamples)
+        while max(dims[-1]) >= MIN_PYRAMID_SIDE:
+            w, h = dims[-1]
+            dims.append(((w + 1) // 2, (h + 1) // 2))
+            dss.append(dss[-1] * 2)
+        return dims, dss
+
+    @property
+    def pyramid_downsamples(self) -> tuple[float, ...]:
+        """Downsamples of the levels of ``pyramid()``, synthesised levels included."""
+        return tuple(self._pyramid_downsamples)
+
+    def chunk_size(self, level: int) -> tuple[int, int]:
+        """Chunk (w, h) of a pyramid level: the file's tiles, or 256/512 when it has none."""
+        if level < self.level_count:
+            tile = self._backend.tile_sizes[level]
+            if tile is not None and tile[0] >= 64 and tile[1] >= 64:
+                return tile
+            return (DEFAULT_CHUNK, DEFAULT_CHUNK)
+        return (256, 256)
+
+    def pyramid(self) -> list[dask.array.Array]:
+        """Lazy (y, x, 3) uint8 dask arrays, largest first; lower levels are synthesised as needed."""
+        if self._pyramid is None:
+            from ._pyramid import build_pyramid
+
+            self._pyramid = build_pyramid(self)
+        return self._pyramid
+
+    # ------------------------------------------------------------------ lifetime
+
+    def close(self) -> None:
+        self._backend.close()
+
+    def __enter__(self) -> Slide:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def info(self) -> dict[str, Any]:
+        """The slide's facts as plain data."""
+        return {
+            "path": str(self.path),
+            "vendor": self.vendor,
+            "backend": self.backend_name,
+            "dimensions": list(self.dimensions),
+            "level_count": self.level_count,
+            "level_dimensions": [list(d) for d in self.level_dimensions],
+            "level_downsamples": list(self.level_downsamples),
+            "mpp": None if self.mpp is None else list(self.mpp),
+            "objective_power": self.objective_power,
+            "tile_size": None if self.tile_size is None else list(self.tile_size),
+        }
