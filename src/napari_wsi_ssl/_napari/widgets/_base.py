@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import Container, Label, PushButton
@@ -45,6 +46,12 @@ def slide_first(viewer: Any) -> Callable[[Any], list[tuple[str, Any]]]:
         return [(layer.name, layer) for layer in layers]
 
     return choices
+
+
+def optional_path(edit: Any) -> Path | None:
+    """The path typed in a magicgui FileEdit, or ``None`` when it is empty."""
+    text = str(edit.line_edit.value).strip()
+    return Path(text).expanduser() if text else None
 
 
 class DockBase(Container):

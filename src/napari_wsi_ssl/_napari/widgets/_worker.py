@@ -104,6 +104,12 @@ class RunController:
         """Whether a run is going."""
         return self._running
 
+    def busy(self) -> bool:
+        """Whether a run is going; if so, say so to the user (a second run is refused)."""
+        if self._running:
+            show_warning(f"{self._label} is still running: wait for it or cancel it first.")
+        return self._running
+
     def start(
         self,
         factory: Callable[[CancelToken], EventGenerator],
@@ -116,8 +122,7 @@ class RunController:
         runs on the GUI thread, and the generator then runs in the worker thread.
         Returns whether the run was started.
         """
-        if self._running:
-            show_warning(f"{self._label} is still running: wait for it or cancel it first.")
+        if self.busy():
             return False
         token = CancelToken()
         try:

@@ -1,0 +1,256 @@
+"""The "Predict" dock: a metastasis probability map and nuclei, computed tile by tile.
+
+The map is cached in an OME-Zarr store on disk; the layers read that store, so they fill in as
+tiles finish (the visible part of the slide first) and panning never recomputes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from magicgui.types import FileDialogMode
+from magicgui.widgets import ComboBox, FileEdit, PushButton
+from napari.layers import Shapes
+from napari.utils.notifications import show_error, show_info
+
+from ...errors import WsiSslError
+from ...events import CancelToken, TilesDone
+from ._annotations import (
+    SlideGeometry,
+    is_slide_layer,
+    region_box,
+    require_slide_path,
+    slide_geometry,
+)
+from ._base import DockBase, layer_choices, optional_path
+from ._layers import refresh_layers, show_store, visible_box_level0
+from ._worker import Outcome, RunController
+
+DEFAULT_CACHE = Path.home() / ".cache" / "napari-wsi-ssl" / "predictions"
+NUCLEI_CHOICES = ("none", "classical", "model")
+#: Shortest interval between two layer refreshes while tiles come in, in seconds.
+REFRESH_INTERVAL_S = 0.3
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """Everything a prediction needs, as plain values."""
+
+    slide: SlideGeometry
+    checkpoint: Path | None
+    out_dir: Path
+    nuclei: str = "none"  # none | classical | model
+    nuclei_checkpoint: Path | None = None
+    region_xywh: tuple[int, int, int, int] | None = None
+    visible_first: tuple[int, int, int, int] | None = None
+    tile_size: int = 512
+
+
+def predict_run(request: PredictRequest, cancel: CancelToken) -> Generator[Any, None, Path]:
+    """The whole-slide prediction generator of ``request``."""
+    from ...inference import PredictConfig, predict_slide
+
+    nuclei = request.nuclei != "none"
+    config = PredictConfig(
+        tile_size=request.tile_size,
+        nuclei=nuclei,
+        nuclei_checkpoint=str(request.nuclei_checkpoint) if request.nuclei == "model" else None,
+    )
+    return predict_slide(  # type: ignore[no-any-return]
+        require_slide_path(request.slide),
+        request.checkpoint,
+        request.out_dir,
+        config=config,
+        visible_first=request.visible_first,
+        region=request.region_xywh,
+        cancel=cancel,
+    )
+
+
+def find_store(out_dir: Path, slide_path: Path) -> Path | None:
+    """The store of ``slide_path`` in ``out_dir`` written last (the run in progress)."""
+    import zarr
+
+    best: tuple[float, Path] | None = None
+    for candidate in out_dir.glob("*.ome.zarr"):
+        try:
+            mtime = max(candidate.stat().st_mtime, (candidate / ".zattrs").stat().st_mtime)
+            attrs = zarr.open_group(str(candidate), mode="r").attrs.get("napari_wsi_ssl", {})
+        except (OSError, ValueError, KeyError):
+            continue
+        if Path(str(attrs.get("slide", ""))).resolve() != slide_path.resolve():
+            continue
+        if best is None or mtime > best[0]:
+            best = (mtime, candidate)
+    # a store computed before (cached) keeps its old time: take the newest, however old
+    return None if best is None else best[1]
+
+
+class PredictionDisplay:
+    """Runs a prediction on a controller and keeps the viewer's layers in step with its store."""
+
+    def __init__(self, viewer: Any, runner: RunController) -> None:
+        self.viewer = viewer
+        self.runner = runner
+        self.store: Path | None = None
+        self.layers: dict[str, Any] = {}
+        self._request: PredictRequest | None = None
+        self._started = 0.0
+        self._last_refresh = 0.0
+
+    def start(self, request: PredictRequest, on_done: Any = None) -> bool:
+        self._request = request
+        self.store = None
+        self._started = time.time()
+
+        def done(outcome: Outcome) -> None:
+            if outcome.value is not None:
+                self.store = Path(outcome.value)
+            self._attach()
+            if on_done is not None:
+                on_done(outcome)
+
+        return self.runner.start(
+            lambda token: predict_run(request, token), "Predicting", on_done=done
+        )
+
+    def handle(self, event: Any) -> None:
+        """Show the store as soon as it exists; refresh its layers as tiles finish."""
+        request = self._request
+        if request is None or request.slide.slide_path is None:
+            return
+        if self.store is None:
+            self.store = find_store(request.out_dir, request.slide.slide_path)
+            if self.store is not None:
+                self._attach()
+            return
+        if (
+            isinstance(event, TilesDone)
+            and time.monotonic() - self._last_refresh > REFRESH_INTERVAL_S
+        ):
+            refresh_layers(self.viewer, self.store)
+            self._last_refresh = time.monotonic()
+
+    def _attach(self) -> None:
+        if self.store is None or self._request is None or not self.store.exists():
+            return
+        self.layers = show_store(self.viewer, self.store, self._request.slide)
+        refresh_layers(self.viewer, self.store)
+
+
+class PredictWidget(DockBase):
+    """Predict the metastasis probability map (and nuclei) of a slide."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__(napari_viewer)
+        self._slide = ComboBox(label="slide", choices=layer_choices(napari_viewer, is_slide_layer))
+        self._checkpoint = FileEdit(
+            label="checkpoint",
+            mode=FileDialogMode.EXISTING_FILE,
+            filter="*.pt",
+            tooltip="a fine-tuned segmentation or classification checkpoint",
+        )
+        self._nuclei = ComboBox(
+            label="nuclei",
+            choices=list(NUCLEI_CHOICES),
+            value="none",
+            tooltip="classical: haematoxylin watershed; model: a nuclei checkpoint",
+        )
+        self._nuclei_checkpoint = FileEdit(
+            label="nuclei model", mode=FileDialogMode.EXISTING_FILE, filter="*.pt"
+        )
+        self._region = ComboBox(
+            label="region",
+            choices=layer_choices(
+                napari_viewer, lambda layer: isinstance(layer, Shapes), "whole slide"
+            ),
+        )
+        self._tile = ComboBox(label="tile size", choices=[128, 256, 512, 1024], value=512)
+        self._cache = FileEdit(label="cache folder", mode=FileDialogMode.EXISTING_DIRECTORY)
+        self._cache.value = DEFAULT_CACHE
+        self._predict_button = PushButton(text="Predict")
+        self._predict_button.changed.connect(self._on_predict)
+        self.display = PredictionDisplay(napari_viewer, self._runner)
+        self.extend(
+            [
+                self._slide,
+                self._checkpoint,
+                self._nuclei,
+                self._nuclei_checkpoint,
+                self._region,
+                self._tile,
+                self._cache,
+                self._predict_button,
+                self._cancel_button,
+                self._status,
+            ]
+        )
+        self.reset_choices()
+
+    @property
+    def predict_button(self) -> PushButton:
+        return self._predict_button
+
+    def set_fields(self, **values: Any) -> None:
+        """Set fields by name: slide, checkpoint, nuclei, nuclei_checkpoint, region, tile, cache."""
+        fields = {
+            "slide": self._slide,
+            "checkpoint": self._checkpoint,
+            "nuclei": self._nuclei,
+            "nuclei_checkpoint": self._nuclei_checkpoint,
+            "region": self._region,
+            "tile": self._tile,
+            "cache": self._cache,
+        }
+        for name, value in values.items():
+            fields[name].value = value
+
+    def request(self) -> PredictRequest:
+        """The fields as a plain request (raises WsiSslError for what is missing)."""
+        layer = self._slide.value
+        if layer is None:
+            raise WsiSslError("open a slide first: predictions are computed on a slide")
+        slide = slide_geometry(layer)
+        checkpoint = optional_path(self._checkpoint)
+        nuclei = str(self._nuclei.value)
+        nuclei_ckpt = optional_path(self._nuclei_checkpoint)
+        if checkpoint is None and nuclei == "none":
+            raise WsiSslError("choose a checkpoint, or ask for nuclei")
+        if nuclei == "model" and nuclei_ckpt is None:
+            raise WsiSslError("choose a nuclei checkpoint, or the classical nuclei")
+        box = region_box(self._region.value, slide)
+        region = None if box is None else (box[0], box[1], box[2] - box[0], box[3] - box[1])
+        return PredictRequest(
+            slide=slide,
+            checkpoint=checkpoint,
+            out_dir=Path(str(self._cache.value)).expanduser(),
+            nuclei=nuclei,
+            nuclei_checkpoint=nuclei_ckpt,
+            region_xywh=region,
+            visible_first=visible_box_level0(self._viewer, slide),
+            tile_size=int(self._tile.value),
+        )
+
+    def _on_predict(self, *_: Any) -> None:
+        if self._runner.busy():
+            return
+        try:
+            request = self.request()
+        except WsiSslError as exc:
+            show_error(str(exc))
+            return
+        self.display.start(request, on_done=self._on_done)
+
+    def _on_event(self, event: Any) -> None:
+        self.display.handle(event)
+        if isinstance(event, TilesDone) and event.total:
+            self.set_status(f"{event.done}/{event.total} tiles")
+
+    def _on_done(self, outcome: Outcome) -> None:
+        if outcome.ok and self.display.store is not None:
+            self.set_status(f"cached in {self.display.store}")
+            show_info(f"Prediction finished: {', '.join(self.display.layers)}")
