@@ -1,0 +1,50 @@
+"""``wsi-ssl info SLIDE``: format, levels, mpp, objective power and tissue fraction."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("slide", help="slide file or OME-Zarr folder")
+    parser.add_argument(
+        "--mpp", type=float, default=None, help="µm/px at level 0 (overrides the slide's)"
+    )
+    parser.add_argument("--no-tissue", action="store_true", help="skip the tissue fraction")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from ..slide import open_slide, tissue_mask
+
+    with open_slide(args.slide, mpp=args.mpp) as slide:
+        result = slide.info()
+        result["pyramid_downsamples"] = list(slide.pyramid_downsamples)
+        result["properties_count"] = len(slide.properties)
+        if args.no_tissue:
+            result["tissue_fraction"] = None
+        else:
+            mask, ds = tissue_mask(slide)
+            result["tissue_fraction"] = round(float(mask.mean()), 4)
+            result["tissue_mask_downsample"] = ds
+    if not args.json:
+        mpp = result["mpp"]
+        lines = [
+            f"slide:            {result['path']}",
+            f"format:           {result['vendor']} (read with {result['backend']})",
+            f"dimensions:       {result['dimensions'][0]} x {result['dimensions'][1]} px",
+            f"levels:           {result['level_count']}",
+        ]
+        for i, (dims, ds) in enumerate(
+            zip(result["level_dimensions"], result["level_downsamples"], strict=True)
+        ):
+            lines.append(f"  level {i}:        {dims[0]} x {dims[1]} px, downsample {ds:g}")
+        lines += [
+            f"mpp:              {'unknown' if mpp is None else f'{mpp[0]:.4g} x {mpp[1]:.4g} µm/px'}",
+            f"objective power:  {result['objective_power'] or 'unknown'}",
+            f"tile size:        {result['tile_size'] or 'untiled'}",
+        ]
+        if result["tissue_fraction"] is not None:
+            lines.append(f"tissue fraction:  {result['tissue_fraction']:.1%}")
+        print("\n".join(lines))
+    return result
