@@ -1,0 +1,93 @@
+"""The configuration of a whole-slide prediction."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..errors import WsiSslError
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """How ``predict_slide`` tiles, computes and stores a slide.
+
+    Attributes
+    ----------
+    tile_size
+        Core tile (and zarr chunk) size in pixels of the working resolution; a power of 2 >= 32,
+        so tile origins stay aligned with the network's stride and every pyramid level.
+    margin
+        Context added on each side of a tile and cropped away after the forward pass, so tiles
+        stitch without seams; a multiple of 32.
+    batch_size
+        Tiles per forward pass.
+    read_workers, prefetch_batches
+        Threads reading (and, for classical nuclei, segmenting) tiles, and how many batches
+        they run ahead of the model.
+    dtype
+        ``"uint8"`` (probability * 255) or ``"float16"``.
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
+    mpp
+        Working resolution (µm/px); ``None`` takes the checkpoint's.
+    slide_mpp
+        Overrides (or supplies) the slide's own mpp.
+    tissue_only
+        Compute only tiles that hold tissue (the rest stays 0).
+    classify_tiles
+        For a classification checkpoint: patches per side of one stored chunk (one output pixel
+        per patch).
+    nuclei
+        Also compute nuclei instances (``nuclei_checkpoint`` or the classical watershed).
+    nuclei_checkpoint
+        A ``task="nuclei"`` checkpoint; ``None`` uses ``nuclei_classical``.
+    nuclei_mpp
+        Working resolution of nuclei; ``None`` is the checkpoint's, or level 0 for the classical path.
+    nuclei_tile_size
+        Core tile of the nuclei map (power of 2).
+    nuclei_diameter_um, nuclei_min_area_um2, nuclei_marker_distance_um
+        Physical nuclei parameters (marker distance ``None``: 0.45 * diameter).
+    """
+
+    tile_size: int = 512
+    margin: int = 64
+    batch_size: int = 4
+    read_workers: int = 2
+    prefetch_batches: int = 2
+    dtype: str = "uint8"
+    device: str = "auto"
+    mpp: float | None = None
+    slide_mpp: float | None = None
+    tissue_only: bool = True
+    classify_tiles: int = 8
+    nuclei: bool = False
+    nuclei_checkpoint: str | None = None
+    nuclei_mpp: float | None = None
+    nuclei_tile_size: int = 512
+    nuclei_diameter_um: float = 7.0
+    nuclei_min_area_um2: float = 8.0
+    nuclei_marker_distance_um: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("tile_size", "nuclei_tile_size"):
+            v = getattr(self, name)
+            if v < 32 or v & (v - 1):
+                raise WsiSslError(f"{name} must be a power of 2 of at least 32, got {v}")
+        if self.margin < 0 or self.margin % 32:
+            raise WsiSslError(f"margin must be a non-negative multiple of 32, got {self.margin}")
+        if self.dtype not in ("uint8", "float16"):
+            raise WsiSslError(f"dtype must be 'uint8' or 'float16', got {self.dtype!r}")
+        if self.batch_size < 1:
+            raise WsiSslError(f"batch_size must be at least 1, got {self.batch_size}")
+
+    def tumour_key(self) -> dict[str, Any]:
+        """The fields that change the tumour map (part of the cache key)."""
+        d = asdict(self)
+        keep = ("tile_size", "margin", "dtype", "mpp", "slide_mpp", "tissue_only", "classify_tiles")
+        return {k: d[k] for k in keep}
+
+    def nuclei_key(self) -> dict[str, Any]:
+        """The fields that change the nuclei labels."""
+        d = asdict(self)
+        return {k: v for k, v in d.items() if k.startswith("nuclei") or k == "slide_mpp"}

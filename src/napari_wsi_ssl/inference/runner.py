@@ -1,0 +1,150 @@
+"""The compute side: a torch model as a batch function, and the prefetching tile pipeline."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import CancelledError
+from ..events import CancelToken, TilesDone
+
+Tile = tuple[int, int]
+
+
+def choose_device(name: str = "auto") -> Any:
+    """The torch device for ``name`` (the training layer's choice when it is available)."""
+    import torch
+
+    try:
+        from ..training import choose_device as _choose
+    except ImportError:
+        _choose = None
+    if _choose is not None:
+        return _choose(name)
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def autocast_context(device: Any) -> Any:
+    """bf16 autocast on CPUs that have it, AMP on CUDA, nothing otherwise."""
+    try:
+        from ..training import autocast_for
+    except ImportError:
+        autocast_for = None
+    if autocast_for is not None:
+        return autocast_for(device)
+    import torch
+
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    flags = ""
+    with contextlib.suppress(OSError):
+        flags = Path("/proc/cpuinfo").read_text()
+    if device.type == "cpu" and ("amx_bf16" in flags or "avx512_bf16" in flags):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class TorchPredictor:
+    """A model as a function from uint8 (B, H, W, 3) images to float32 class probabilities.
+
+    Segmentation models give (B, C, H, W), classifiers (B, C). The batch goes to the device as
+    ``channels_last`` and runs under ``torch.inference_mode()`` and the device's autocast.
+    """
+
+    def __init__(self, model: Any, device: Any, output: str = "seg") -> None:
+        import torch
+
+        self.device = device
+        self.output = output
+        self.model = model.to(device).eval().to(memory_format=torch.channels_last)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device, non_blocking=True)
+        x = x.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), autocast_context(self.device):
+            out = self.model(x)[self.output]
+        return torch.softmax(out.float(), dim=1).cpu().numpy()
+
+
+def run_tiles(
+    tiles: Sequence[Tile],
+    prepare: Callable[[int, int], Any],
+    compute: Callable[[list[Any]], list[Any]],
+    finish: Callable[[int, int, Any], None],
+    *,
+    batch_size: int,
+    read_workers: int,
+    prefetch_batches: int,
+    box_of: Callable[[int, int], tuple[int, int, int, int]],
+    done_before: int,
+    total: int,
+    cancel: CancelToken | None = None,
+) -> Generator[TilesDone, None, int]:
+    """Run ``prepare`` (threads, ahead of time) -> ``compute`` (batches) -> ``finish`` (one writer
+    thread) over the tiles, yielding ``TilesDone`` as tiles reach the store.
+
+    Reading runs ``prefetch_batches`` batches ahead of the model and writing runs behind it, so
+    I/O hides behind compute. On cancel, the tiles already computed are written and the run
+    raises ``CancelledError`` (the store stays valid and resumable). Returns the tiles done.
+    """
+    readers = ThreadPoolExecutor(max(1, read_workers), thread_name_prefix="wsi-read")
+    writer = ThreadPoolExecutor(1, thread_name_prefix="wsi-write")
+    queue: deque[tuple[Tile, Future[Any]]] = deque()
+    writes: deque[tuple[list[Tile], Future[None]]] = deque()
+    it = iter(tiles)
+    done = done_before
+    cancelled = False
+
+    def fill() -> None:
+        while len(queue) < batch_size * (prefetch_batches + 1):
+            t = next(it, None)
+            if t is None:
+                return
+            queue.append((t, readers.submit(prepare, *t)))
+
+    def write_all(batch: list[Tile], outputs: list[Any]) -> None:
+        for (ty, tx), out in zip(batch, outputs, strict=True):
+            finish(ty, tx, out)
+
+    def report(wait: bool) -> Generator[TilesDone, None, None]:
+        nonlocal done
+        while writes and (wait or writes[0][1].done() or len(writes) > 2):
+            batch, fut = writes.popleft()
+            fut.result()
+            done += len(batch)
+            yield TilesDone(done, total, tuple(box_of(*t) for t in batch))
+
+    try:
+        fill()
+        while queue:
+            if cancel is not None and cancel.cancelled:
+                cancelled = True
+                break
+            batch = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
+            fill()
+            inputs = [f.result() for _, f in batch]
+            outputs = compute(inputs)
+            names = [t for t, _ in batch]
+            writes.append((names, writer.submit(write_all, names, outputs)))
+            yield from report(wait=False)
+        yield from report(wait=True)
+    finally:
+        for _, f in queue:
+            f.cancel()
+        readers.shutdown(wait=True, cancel_futures=True)
+        writer.shutdown(wait=True)
+    if cancelled:
+        raise CancelledError(f"prediction cancelled after {done} of {total} tiles; they are kept")
+    return done

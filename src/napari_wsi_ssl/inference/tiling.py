@@ -1,0 +1,143 @@
+"""Tile grids over a working resolution, tile order, tissue selection and window reading."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+Box = tuple[int, int, int, int]  # (y0, x0, y1, x1)
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Tiles of ``tile`` x ``tile`` output pixels over a region of a slide.
+
+    Output pixel (y, x) covers level-0 pixels ``origin + (x, y) * downsample`` onwards; each
+    output pixel is ``cell`` working pixels (1 for segmentation, the patch size for a
+    classification map). A tile's window adds ``margin`` working pixels on each side.
+    """
+
+    shape: tuple[int, int]  # output (h, w)
+    tile: int
+    margin: int
+    downsample: float  # level-0 px per working px
+    origin: tuple[int, int]  # level-0 (x, y) of the region
+    extent: tuple[int, int]  # output (h, w) of the whole slide from the origin (for clipping reads)
+    cell: int = 1
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return math.ceil(self.shape[0] / self.tile), math.ceil(self.shape[1] / self.tile)
+
+    @property
+    def out_downsample(self) -> float:
+        """Level-0 pixels per output pixel."""
+        return self.downsample * self.cell
+
+    def core_box(self, ty: int, tx: int) -> Box:
+        """The tile's output pixels, clipped to the output shape."""
+        y0, x0 = ty * self.tile, tx * self.tile
+        return y0, x0, min(y0 + self.tile, self.shape[0]), min(x0 + self.tile, self.shape[1])
+
+    def level0_box(self, ty: int, tx: int) -> Box:
+        """The tile's core in level-0 pixels ``(y0, x0, y1, x1)``."""
+        y0, x0, y1, x1 = self.core_box(ty, tx)
+        d = self.out_downsample
+        ox, oy = self.origin
+        return (
+            int(oy + y0 * d),
+            int(ox + x0 * d),
+            int(math.ceil(oy + y1 * d)),
+            int(math.ceil(ox + x1 * d)),
+        )
+
+    def tiles(self) -> list[tuple[int, int]]:
+        ny, nx = self.grid
+        return [(ty, tx) for ty in range(ny) for tx in range(nx)]
+
+    def window_size(self) -> int:
+        """Working pixels per side of a window (core plus margins)."""
+        return self.tile * self.cell + 2 * self.margin
+
+    def read_window(self, slide: Any, ty: int, tx: int) -> np.ndarray:
+        """The (s, s, 3) uint8 window of a tile at the working resolution, white outside the slide."""
+        s = self.window_size()
+        wy0 = ty * self.tile * self.cell - self.margin
+        wx0 = tx * self.tile * self.cell - self.margin
+        eh, ew = self.extent[0] * self.cell, self.extent[1] * self.cell
+        vy0, vx0 = max(wy0, 0), max(wx0, 0)
+        vy1, vx1 = min(wy0 + s, eh), min(wx0 + s, ew)
+        out = np.full((s, s, 3), 255, np.uint8)
+        if vy1 <= vy0 or vx1 <= vx0:
+            return out
+        d = self.downsample
+        ox, oy = self.origin
+        loc = (int(round(ox + vx0 * d)), int(round(oy + vy0 * d)))
+        size = (vx1 - vx0, vy1 - vy0)
+        img = slide.read_region(loc, 0, size) if d == 1 else slide.read_scaled(loc, size, d)
+        out[vy0 - wy0 : vy1 - wy0, vx0 - wx0 : vx1 - wx0] = np.asarray(img)[..., :3]
+        return out
+
+
+def make_grid(
+    slide_dims: tuple[int, int],
+    downsample: float,
+    tile: int,
+    margin: int,
+    region: tuple[int, int, int, int] | None = None,
+    cell: int = 1,
+) -> TileGrid:
+    """A grid over ``region`` (x, y, w, h level-0 px; the whole slide when ``None``)."""
+    from ..errors import WsiSslError
+
+    w0, h0 = slide_dims
+    x, y, w, h = region if region is not None else (0, 0, w0, h0)
+    x, y = max(0, int(x)), max(0, int(y))
+    w, h = min(int(w), w0 - x), min(int(h), h0 - y)
+    if w <= 0 or h <= 0:
+        raise WsiSslError(f"the region {region} lies outside the slide ({w0} x {h0} px)")
+    od = downsample * cell
+    shape = (max(1, int(h // od)), max(1, int(w // od)))
+    extent = (max(1, int((h0 - y) // od)), max(1, int((w0 - x) // od)))
+    return TileGrid(shape, tile, margin, downsample, (x, y), extent, cell)
+
+
+def tissue_tiles(
+    grid: TileGrid, mask: np.ndarray | None, mask_downsample: float
+) -> set[tuple[int, int]]:
+    """Tiles whose level-0 core holds at least one tissue pixel of the (coarse) mask."""
+    if mask is None:
+        return set(grid.tiles())
+    keep = set()
+    mh, mw = mask.shape
+    for ty, tx in grid.tiles():
+        y0, x0, y1, x1 = grid.level0_box(ty, tx)
+        my0, mx0 = int(y0 // mask_downsample), int(x0 // mask_downsample)
+        my1 = max(my0 + 1, int(math.ceil(y1 / mask_downsample)))
+        mx1 = max(mx0 + 1, int(math.ceil(x1 / mask_downsample)))
+        if my0 < mh and mx0 < mw and mask[my0:my1, mx0:mx1].any():
+            keep.add((ty, tx))
+    return keep
+
+
+def order_tiles(
+    grid: TileGrid, tiles: set[tuple[int, int]] | list[tuple[int, int]], visible_first: Box | None
+) -> list[tuple[int, int]]:
+    """Raster order, or with ``visible_first=(y0, x0, y1, x1)`` (level-0 px) the tiles under the
+    view first, each group sorted by distance from the view's centre."""
+    tiles = sorted(tiles)
+    if visible_first is None:
+        return tiles
+    vy0, vx0, vy1, vx1 = visible_first
+    cy, cx = (vy0 + vy1) / 2, (vx0 + vx1) / 2
+
+    def key(t: tuple[int, int]) -> tuple[int, float]:
+        y0, x0, y1, x1 = grid.level0_box(*t)
+        inside = y0 < vy1 and y1 > vy0 and x0 < vx1 and x1 > vx0
+        dist = math.hypot((y0 + y1) / 2 - cy, (x0 + x1) / 2 - cx)
+        return (0 if inside else 1, dist)
+
+    return sorted(tiles, key=key)
