@@ -92,6 +92,7 @@ class WsiModel(nn.Module):
         self.preset: str = arch["preset"]
         self.task: str = arch["task"]
         self.num_classes: int = arch["num_classes"]
+        self.frozen_encoder = False
         w = arch["width"]
         self.register_buffer("mean", torch.tensor(arch["mean"]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(arch["std"]).view(1, 3, 1, 1))
@@ -139,12 +140,38 @@ class WsiModel(nn.Module):
             out["seg"] = self.seg_head(decoded)
         return out
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.forward_head(self.forward_features(x), (x.shape[-2], x.shape[-1]))
+    def forward(
+        self,
+        x: torch.Tensor | None,
+        features: Sequence[torch.Tensor] | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Outputs for images ``x``, or for precomputed encoder ``features`` of images of ``size``."""
+        if features is None:
+            if x is None:
+                raise ValueError("give images or features")
+            if self.frozen_encoder:
+                with torch.no_grad():
+                    features = self.forward_features(x)
+            else:
+                features = self.forward_features(x)
+        if size is None:
+            if x is None:
+                raise ValueError("give the image size with features")
+            size = (x.shape[-2], x.shape[-1])
+        return self.forward_head(features, size)
+
+    def train(self, mode: bool = True) -> WsiModel:
+        super().train(mode)
+        if self.frozen_encoder:
+            self.encoder.eval()  # frozen means its batch-norm statistics too
+        return self
 
     def trainable_parts(self, frozen_encoder: bool) -> list[nn.Parameter]:
         """Parameters to optimise; with a frozen encoder, only the decoder and heads."""
+        self.frozen_encoder = frozen_encoder
         if frozen_encoder:
+            self.encoder.eval()
             self.encoder.requires_grad_(False)
             return [p for n, p in self.named_parameters() if not n.startswith("encoder.")]
         return list(self.parameters())

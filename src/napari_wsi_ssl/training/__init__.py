@@ -1,0 +1,20 @@
+"""Pretraining and fine-tuning loops as generators of progress events."""
+
+from .config import FinetuneConfig, PretrainConfig, lr_factor
+from .data import FinetuneData, resolve_sources
+from .device import autocast_for, choose_device, cpu_has_bf16
+from .finetune import finetune
+from .pretrain import pretrain
+
+__all__ = [
+    "FinetuneConfig",
+    "FinetuneData",
+    "PretrainConfig",
+    "autocast_for",
+    "choose_device",
+    "cpu_has_bf16",
+    "finetune",
+    "lr_factor",
+    "pretrain",
+    "resolve_sources",
+]

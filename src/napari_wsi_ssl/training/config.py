@@ -1,0 +1,96 @@
+"""Frozen configs of pretraining and fine-tuning; the defaults follow the papers."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Self-supervised reconstruction pretraining (paper 1: autoencoder; paper 2: UNet).
+
+    The budget is ``steps``, else ``minutes``, else ``epochs`` (200 when none is given). An epoch
+    is one pass over the patches: every grid patch over tissue of every slide (at most
+    ``patches_per_slide``), or every image of a patch folder.
+    """
+
+    preset: str = "resnet34-ae"
+    width: int = 64
+    mpp: float | None = 1.0
+    patch_size: int = 256
+    batch_size: int = 16
+    lr: float = 1e-4
+    milestones: tuple[float, float] = (0.55, 0.8)
+    gamma: float = 0.1
+    epochs: int | None = None
+    steps: int | None = None
+    minutes: float | None = None
+    patches_per_slide: int = 2000
+    min_tissue: float = 0.5
+    augment: bool = True
+    device: str = "auto"
+    precision: str = "auto"
+    num_workers: int = 0
+    seed: int = 0
+    preview_every: int = 50
+    resume: bool = False
+    default_epochs: int = 200
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "pretrain", **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning for segmentation, classification or nuclei (Adam, fixed lr 1e-4, 80 epochs).
+
+    ``mode``: ``"full"`` trains every weight; ``"frozen-encoder"`` freezes the encoder (features
+    are cached when the head allows it: the fast interactive mode); ``"scratch"`` starts from
+    random weights, the baseline of every study. ``seg_head="auto"`` is the light head for
+    ``frozen-encoder`` and the inverted-ResNet decoder otherwise. ``mpp`` and ``patch_size``
+    default to the initial checkpoint's.
+    """
+
+    task: str = "segment"
+    mode: str = "full"
+    preset: str = "unet-resnet34"
+    width: int = 64
+    mpp: float | None = None
+    patch_size: int | None = None
+    batch_size: int = 16
+    lr: float = 1e-4
+    epochs: int | None = None
+    steps: int | None = None
+    minutes: float | None = None
+    default_epochs: int = 80
+    num_patches: int = 512
+    val_fraction: float = 0.2
+    max_val: int = 512
+    patience: int = 10
+    label_fraction: float = 1.0
+    recon_weight: float = 1.0
+    seg_head: str = "auto"
+    init_decoder: bool | None = None
+    cache_features: bool = True
+    augment: bool = True
+    device: str = "auto"
+    precision: str = "auto"
+    num_workers: int = 0
+    seed: int = 0
+    preview_every: int = 50
+    resume: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "finetune", **dataclasses.asdict(self)}
+
+
+def lr_factor(
+    progress: float, milestones: tuple[float, ...] = (0.55, 0.8), gamma: float = 0.1
+) -> float:
+    """Step schedule: the lr factor at a fraction ``progress`` (0..1) of the run.
+
+    ``lr_factor(p)`` is 1 before 55%, 0.1 until 80% and 0.01 after (epochs 110 and 160 of 200).
+    """
+    return float(gamma ** sum(progress >= m for m in milestones))

@@ -1,0 +1,233 @@
+"""Training inputs: pretraining sources and the ``FinetuneData`` description of labelled data.
+
+``FinetuneData`` covers every way labels arrive: an annotation array painted over a slide (the
+napari Fine-tune dock), a mask image or GeoJSON file over a slide, a labelled patch folder
+(ImageFolder layout) and a nuclei image/instance-mask folder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from ..errors import AnnotationError, TrainingError
+from ..patches import IMAGE_SUFFIXES, SLIDE_SUFFIXES
+from ..patches.coords import Region
+
+
+class Indexed(Dataset):
+    """A subset (or concatenation) of datasets that passes ``epoch`` on to them."""
+
+    def __init__(
+        self, parts: Sequence[Dataset], index: Sequence[tuple[int, int]] | None = None
+    ) -> None:
+        self.parts = list(parts)
+        self.index = (
+            list(index)
+            if index is not None
+            else [(p, i) for p, d in enumerate(self.parts) for i in range(len(d))]  # type: ignore[arg-type]
+        )
+        self._epoch = 0
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._epoch = value
+        for d in self.parts:
+            d.epoch = value  # type: ignore[attr-defined]
+
+    def subset(self, positions: Sequence[int]) -> Indexed:
+        return Indexed(self.parts, [self.index[int(k)] for k in positions])
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        p, i = self.index[k]
+        sample = dict(self.parts[p][i])
+        sample["index"] = k
+        return sample
+
+
+def _is_plain_image_tiff(path: Path) -> bool:
+    """A small untiled single-level TIFF is a patch image, not a slide."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page: Any = tif.pages[0]
+            return not page.is_tiled and len(tif.series[0].levels) == 1 and max(page.shape[:2]) <= 4096
+    except Exception:
+        return False
+
+
+def resolve_sources(sources: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
+    """Split pretraining sources into (slides, patch images); folders are searched recursively."""
+    slides: list[Path] = []
+    images: list[Path] = []
+    for src in map(Path, sources):
+        if not src.exists():
+            raise TrainingError("no such file or folder", src)
+        files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
+        for f in files:
+            suffix = f.suffix.lower()
+            if suffix in (".tif", ".tiff") and _is_plain_image_tiff(f):
+                images.append(f)
+            elif suffix in SLIDE_SUFFIXES:
+                slides.append(f)
+            elif suffix in IMAGE_SUFFIXES:
+                images.append(f)
+    if not slides and not images:
+        raise TrainingError(
+            "no slide or image found",
+            sources[0] if sources else None,
+            "give slides or folders of patches",
+        )
+    return slides, images
+
+
+@dataclass(frozen=True, eq=False)
+class FinetuneData:
+    """Labelled data for fine-tuning; build it with the ``from_*`` constructors.
+
+    ``labels`` is a uint8 array (0 unlabelled, 1 tumour, 2 normal, ...) whose pixel covers
+    ``labels_downsample`` level-0 pixels of ``slide``; ``region`` (x, y, w, h) in level-0 pixels
+    limits where patches are drawn.
+    """
+
+    kind: str  # "slide", "patches" or "nuclei"
+    slide: Path | None = None
+    labels: np.ndarray | None = None
+    labels_downsample: float = 1.0
+    region: Region | None = None
+    folder: Path | None = None
+    slide_mpp: float | None = None
+
+    @classmethod
+    def from_arrays(
+        cls,
+        slide: str | Path,
+        labels: np.ndarray,
+        downsample: float,
+        region: Region | None = None,
+        slide_mpp: float | None = None,
+    ) -> FinetuneData:
+        labels = np.asarray(labels)
+        if labels.ndim != 2:
+            raise AnnotationError(f"the annotation must be 2-D, got shape {labels.shape}", slide)
+        return cls(
+            "slide",
+            Path(slide),
+            labels.astype(np.uint8),
+            float(downsample),
+            region,
+            slide_mpp=slide_mpp,
+        )
+
+    @classmethod
+    def from_mask_file(
+        cls,
+        slide: str | Path,
+        mask: str | Path,
+        region: Region | None = None,
+        zero_is: str = "auto",
+        slide_mpp: float | None = None,
+    ) -> FinetuneData:
+        """A mask image (TIFF/PNG, any size: its downsample is the slide width over its width) or a GeoJSON file.
+
+        ``zero_is="auto"``: a mask of only 0/1 is a full ground truth (0 becomes class 2, normal);
+        otherwise 0 is unlabelled. GeoJSON features are classified by ``classification.name``
+        (tumour/tumor -> 1, anything else -> 2) or an integer ``label`` property.
+        """
+        from ..slide import open_slide
+
+        mask = Path(mask)
+        with open_slide(slide, mpp=slide_mpp) as s:
+            width, height = s.dimensions
+        if mask.suffix.lower() in (".geojson", ".json"):
+            labels, ds = _rasterise_geojson(mask, width, height)
+        else:
+            labels = _read_mask(mask)
+            ds = width / labels.shape[1]
+            values = set(np.unique(labels).tolist())
+            if zero_is == "normal" or (zero_is == "auto" and values <= {0, 1}):
+                labels = np.where(labels > 0, 1, 2).astype(np.uint8)
+        return cls("slide", Path(slide), labels, float(ds), region, slide_mpp=slide_mpp)
+
+    @classmethod
+    def from_patches(cls, folder: str | Path) -> FinetuneData:
+        return cls("patches", folder=Path(folder))
+
+    @classmethod
+    def from_nuclei(cls, folder: str | Path) -> FinetuneData:
+        return cls("nuclei", folder=Path(folder))
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise AnnotationError("no such mask file", path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            arr = tifffile.imread(path, level=0)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                arr = np.asarray(im)
+    except Exception as exc:
+        raise AnnotationError(f"cannot read the mask ({type(exc).__name__})", path) from None
+    arr = np.asarray(arr)
+    if arr.ndim == 3:
+        arr = arr[..., 0] if arr.shape[-1] in (3, 4) else arr[0]
+    if arr.ndim != 2 or arr.size == 0:
+        raise AnnotationError(f"the mask must be a 2-D image, got shape {arr.shape}", path)
+    if arr.max() > 255:
+        raise AnnotationError("mask values above 255 are not class labels", path)
+    return arr.astype(np.uint8)
+
+
+def _class_of(props: dict[str, Any]) -> int:
+    if isinstance(props.get("label"), int):
+        return int(props["label"])
+    cls = props.get("classification") or {}
+    name = str(cls.get("name", props.get("name", ""))).lower()
+    return 1 if name.startswith(("tumo", "metast", "cancer")) else 2
+
+
+def _rasterise_geojson(path: Path, width: int, height: int) -> tuple[np.ndarray, float]:
+    from skimage.draw import polygon
+
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise AnnotationError(f"cannot read the GeoJSON ({type(exc).__name__})", path) from None
+    feats = doc.get("features", [doc]) if isinstance(doc, dict) else doc
+    ds = max(1.0, max(width, height) / 8192)
+    out = np.zeros((int(np.ceil(height / ds)), int(np.ceil(width / ds))), dtype=np.uint8)
+    n = 0
+    for f in feats:
+        geom = (f or {}).get("geometry") or {}
+        polys = {"Polygon": [geom.get("coordinates")], "MultiPolygon": geom.get("coordinates")}.get(
+            str(geom.get("type")), []
+        )
+        value = _class_of(f.get("properties") or {})
+        for poly in polys or []:
+            for k, ring in enumerate(poly or []):
+                xy = np.asarray(ring, dtype=float) / ds
+                rr, cc = polygon(xy[:, 1], xy[:, 0], out.shape)
+                out[rr, cc] = 0 if k > 0 else value  # holes are unlabelled
+                n += 1
+    if n == 0:
+        raise AnnotationError("the GeoJSON holds no polygon", path)
+    return out, ds

@@ -1,0 +1,69 @@
+"""Device and precision choice, made once per run."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from pathlib import Path
+
+import torch
+
+from ..errors import TrainingError
+
+
+def choose_device(name: str = "auto") -> torch.device:
+    """``"auto"`` picks CUDA, then MPS, then CPU; a named device that is absent raises TrainingError."""
+    name = (name or "auto").lower()
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = bool(mps is not None and mps.is_available())
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if has_mps else torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError(
+            "CUDA was asked for but no CUDA GPU is visible", hint="use --device cpu or auto"
+        )
+    if name == "mps" and not has_mps:
+        raise TrainingError(
+            "MPS was asked for but is not available", hint="use --device cpu or auto"
+        )
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise TrainingError(f"unknown device {name!r}", hint="use auto, cpu, cuda or mps") from None
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bf16 matrix maths natively (AMX or AVX512-BF16)."""
+    try:
+        if "AMX" in torch.backends.cpu.get_cpu_capability().upper():
+            return True
+    except Exception:  # pragma: no cover - older torch
+        pass
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def autocast_for(
+    device: torch.device | str, precision: str = "auto"
+) -> contextlib.AbstractContextManager[None]:
+    """A context manager for mixed precision: bf16 on CPUs with AMX/AVX512-BF16, AMP on CUDA.
+
+    ``precision`` is ``"auto"``, ``"fp32"`` (no autocast), ``"bf16"`` or ``"fp16"``.
+    """
+    device = torch.device(device)
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if device.type == "cuda":
+        dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+        if precision == "auto" and not torch.cuda.is_bf16_supported():
+            dtype = torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    if device.type == "cpu" and (precision == "bf16" or (precision == "auto" and cpu_has_bf16())):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

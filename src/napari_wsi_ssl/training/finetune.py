@@ -1,0 +1,317 @@
+"""Fine-tuning: segmentation (+ reconstruction for the UNet), classification and nuclei.
+
+Adam at a fixed lr, a held-out validation split, early stopping on the validation loss, and the
+three modes of the studies: ``full``, ``frozen-encoder`` (features cached: the fast interactive
+mode) and ``scratch``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import AnnotationError, TrainingError
+from ..events import CancelToken, Log
+from ..models import WsiModel, build_model, load_checkpoint
+from ..patches import (
+    NO_AUGMENT,
+    Augment,
+    ImageFolderPatches,
+    LabelArray,
+    NucleiFolder,
+    SlidePatches,
+    balanced_coords,
+    to_uint8,
+)
+from .config import FinetuneConfig
+from .data import FinetuneData, Indexed
+from .device import autocast_for
+from .engine import Job, run
+
+MODES = ("full", "frozen-encoder", "scratch")
+
+
+def _split(n: int, cfg: FinetuneConfig) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(cfg.seed + 7919).permutation(n)
+    n_val = int(round(n * cfg.val_fraction)) if n > 4 else 0
+    train = order[n_val:]
+    train = train[: max(1, int(round(len(train) * cfg.label_fraction)))]
+    return np.sort(train), np.sort(order[:n_val][: cfg.max_val])
+
+
+def _datasets(
+    data: FinetuneData, cfg: FinetuneConfig, patch_size: int, mpp: float | None
+) -> tuple[Any, Any, list[str], int, float | None]:
+    """(train dataset, val dataset factory, class names, ignore index, mpp)."""
+    aug = Augment() if cfg.augment else NO_AUGMENT
+    if data.kind == "patches":
+        assert data.folder is not None
+        parts = [ImageFolderPatches(data.folder, patch_size, augment=aug, seed=cfg.seed)]
+        val_parts = [ImageFolderPatches(data.folder, patch_size, seed=cfg.seed)]
+        names = parts[0].class_names
+        return Indexed(parts), Indexed(val_parts), names, -100, mpp
+    if data.kind == "nuclei":
+        assert data.folder is not None
+        parts2 = [NucleiFolder(data.folder, patch_size, augment=aug, seed=cfg.seed)]
+        return (
+            Indexed(parts2),
+            Indexed([NucleiFolder(data.folder, patch_size, seed=cfg.seed)]),
+            parts2[0].class_names,
+            -100,
+            mpp,
+        )
+    from ..slide import open_slide
+
+    assert data.slide is not None and data.labels is not None
+    with open_slide(data.slide, mpp=data.slide_mpp) as slide:
+        if mpp is None:
+            mpp = slide.mpp[0] if slide.mpp else None
+        d = 1.0 if mpp is None else slide.downsample_for_mpp(mpp)
+    labels = LabelArray(data.labels, data.labels_downsample)
+    present = sorted(int(v) for v in np.unique(data.labels) if v != 0)
+    if len(present) < 2:
+        raise AnnotationError(
+            f"needs at least two painted classes, found {present or 'none'}",
+            data.slide,
+            "paint tumour (1) and normal tissue (2)",
+        )
+    coords, _ = balanced_coords(
+        data.labels,
+        data.labels_downsample,
+        patch_size,
+        d,
+        cfg.num_patches,
+        np.random.default_rng(cfg.seed),
+        region=data.region,
+    )
+    xy = np.column_stack([np.zeros(len(coords), np.int64), coords])
+    mk = lambda a: SlidePatches(
+        [data.slide],
+        [d],
+        xy,
+        patch_size,
+        labels=[labels],
+        mpps=[data.slide_mpp],
+        augment=a,
+        seed=cfg.seed,
+    )  # noqa: E731,B023
+    base = ["background", "tumour", "normal"]
+    names = [base[i] if i < 3 else f"class {i}" for i in range(max(present) + 1)]
+    return Indexed([mk(aug)]), Indexed([mk(NO_AUGMENT)]), names, 0, mpp
+
+
+def _build_model(
+    cfg: FinetuneConfig, init: Path | None, num_classes: int, seg_head: str
+) -> tuple[WsiModel, list[str]]:
+    task = cfg.task
+    torch.manual_seed(cfg.seed)
+    if init is None or cfg.mode == "scratch":
+        return build_model(cfg.preset, task, num_classes, cfg.width, seg_head=seg_head), [
+            "scratch: random initialisation"
+        ]
+    ck = load_checkpoint(init)
+    model = build_model(ck.preset, task, num_classes, ck.arch["width"], seg_head=seg_head)
+    init_decoder = (
+        cfg.init_decoder if cfg.init_decoder is not None else ck.preset == "unet-resnet34"
+    )
+    own = model.state_dict()
+    take = {
+        k: v
+        for k, v in ck.model.state_dict().items()
+        if k in own
+        and own[k].shape == v.shape
+        and (k.startswith("encoder.") or (init_decoder and not k.startswith("seg_head")))
+    }
+    model.load_state_dict(take, strict=False)
+    return model, [f"initialised {len(take)} tensors from {init} ({ck.preset})"]
+
+
+def finetune(
+    data: FinetuneData,
+    config: FinetuneConfig,
+    out: str | Path,
+    init: str | Path | None = None,
+    cancel: CancelToken | None = None,
+) -> Generator[Any, None, Path]:
+    """Fine-tune from a pretrained checkpoint ``init`` (or from scratch) and return the checkpoint path.
+
+    ``data.kind`` ``"slide"`` fits ``task="segment"``, ``"patches"`` fits ``"classify"`` and
+    ``"nuclei"`` fits ``"nuclei"``. Yields ``Progress`` (with ``metrics`` after each epoch's
+    validation: ``val_loss``, ``val_acc``, ``val_miou``), ``Preview`` and ``Log`` events. The
+    saved weights are those of the best validation epoch.
+    """
+    cfg = config
+    if cfg.mode not in MODES:
+        raise TrainingError(f"unknown mode {cfg.mode!r}", hint=f"choose one of {', '.join(MODES)}")
+    want = {"slide": ("segment",), "patches": ("classify",), "nuclei": ("nuclei",)}[data.kind]
+    if cfg.task not in want:
+        raise TrainingError(
+            f"task {cfg.task!r} does not fit {data.kind} data",
+            data.slide or data.folder,
+            f"use task {want[0]}",
+        )
+    init_path = None if init is None or cfg.mode == "scratch" else Path(init)
+    if init_path is None and cfg.mode == "frozen-encoder":
+        raise TrainingError(
+            "frozen-encoder fine-tuning needs a pretrained checkpoint", hint="give --init CKPT"
+        )
+    ck_meta = load_checkpoint(init_path) if init_path is not None else None
+    patch_size = cfg.patch_size or (ck_meta.patch_size if ck_meta else 128)
+    mpp = cfg.mpp if cfg.mpp is not None else (ck_meta.mpp if ck_meta else None)
+    train_all, val_all, names, ignore, mpp = _datasets(data, cfg, patch_size, mpp)
+    tr, va = _split(len(train_all), cfg)
+    train_set, val_set = train_all.subset(tr), val_all.subset(va)
+    frozen = cfg.mode == "frozen-encoder"
+    seg_head = cfg.seg_head if cfg.seg_head != "auto" else ("light" if frozen else "decoder")
+    model, notes = _build_model(cfg, init_path, len(names), seg_head)
+    params = model.trainable_parts(frozen)
+    cache = frozen and cfg.cache_features and model.decoder is None
+    holder: dict[str, Dataset] = {"val": val_set}
+
+    def forward(net: torch.nn.Module, b: dict[str, Any]) -> dict[str, torch.Tensor]:
+        if "features" in b:
+            return net(None, features=b["features"], size=(patch_size, patch_size))
+        return net(b["image"])
+
+    def loss_fn(o: dict[str, torch.Tensor], b: dict[str, Any]) -> torch.Tensor:
+        if "logits" in o:
+            return F.cross_entropy(o["logits"].float(), b["label"])
+        ce = F.cross_entropy(o["seg"].float(), b["mask"], ignore_index=ignore, reduction="sum")
+        loss = ce / (b["mask"] != ignore).sum().clamp(min=1)
+        if "recon" in o and cfg.recon_weight:
+            loss = loss + cfg.recon_weight * F.l1_loss(o["recon"].float(), b["image"])
+        return loss
+
+    @torch.no_grad()
+    def evaluate(
+        m: torch.nn.Module, to_device: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> dict[str, float]:
+        m.eval()
+        vs = holder["val"]
+        if len(vs) == 0:  # type: ignore[arg-type]
+            return {}
+        n, total, correct, counted = 0, 0.0, 0, 0
+        k = len(names)
+        conf = np.zeros((k, k), np.int64)
+        dev = next(m.parameters()).device
+        for b in DataLoader(vs, batch_size=cfg.batch_size):
+            b = to_device(b)
+            with autocast_for(dev, cfg.precision):
+                o = forward(m, b)
+            size = len(b["index"])
+            total += float(loss_fn(o, b)) * size
+            n += size
+            if "logits" in o:
+                pred, tgt = o["logits"].argmax(1), b["label"]
+            else:
+                pred, tgt = o["seg"].argmax(1), b["mask"]
+            keep = tgt != ignore
+            p, t = pred[keep].cpu().numpy(), tgt[keep].cpu().numpy()
+            np.add.at(conf, (t, np.clip(p, 0, k - 1)), 1)
+            correct += int((p == t).sum())
+            counted += t.size
+        cls = [c for c in range(k) if c != ignore and conf[c].sum() + conf[:, c].sum() > 0]
+        ious = [conf[c, c] / max(conf[c].sum() + conf[:, c].sum() - conf[c, c], 1) for c in cls]
+        return {
+            "val_loss": total / max(n, 1),
+            "val_acc": correct / max(counted, 1),
+            "val_miou": float(np.mean(ious)) if ious else 0.0,
+        }
+
+    def preview(o: dict[str, torch.Tensor], b: dict[str, Any]) -> dict[str, np.ndarray]:
+        if "image" not in b:
+            return {}
+        images = {"input": to_uint8(b["image"][0])}
+        if "recon" in o:
+            images["recon"] = to_uint8(o["recon"][0])
+        if "seg" in o:
+            prob = o["seg"][0].float().softmax(0)[min(1, len(names) - 1)]
+            images["probability"] = to_uint8(prob.expand(3, -1, -1))
+        return images
+
+    def prepare(device: torch.device) -> Generator[Any, None, None]:
+        for note in notes:
+            yield Log(note)
+        if not cache:
+            return
+        yield Log("caching frozen encoder features")
+        job.train_set = _cache(model, train_set, device, cfg)
+        holder["val"] = _cache(model, val_set, device, cfg)
+
+    epochs = (
+        cfg.epochs
+        if cfg.epochs is not None
+        else (None if cfg.steps or cfg.minutes else cfg.default_epochs)
+    )
+    job = Job(
+        model=model,
+        params=params,
+        train_set=train_set,
+        loss_fn=loss_fn,
+        forward=forward,
+        meta={
+            "mpp": mpp,
+            "patch_size": patch_size,
+            "class_names": names,
+            "train_config": {
+                **cfg.to_dict(),
+                "init": str(init_path) if init_path else None,
+                "data": data.kind,
+            },
+        },
+        lr=cfg.lr,
+        batch_size=min(cfg.batch_size, len(train_set)),
+        epochs=epochs,
+        steps=cfg.steps,
+        minutes=cfg.minutes,
+        seed=cfg.seed,
+        device=cfg.device,
+        precision=cfg.precision,
+        num_workers=0 if cache else cfg.num_workers,
+        preview_every=cfg.preview_every,
+        resume=cfg.resume,
+        patience=cfg.patience if len(val_set) else None,
+        evaluate=evaluate,
+        preview=preview,
+        prepare=prepare,
+    )
+    return (yield from run(job, Path(out), cancel))
+
+
+class _Cached(Dataset):
+    def __init__(self, feats: list[torch.Tensor], targets: dict[str, torch.Tensor]) -> None:
+        self.feats, self.targets, self.epoch = feats, targets, 0
+
+    def __len__(self) -> int:
+        return len(self.feats[-1])
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {
+            "features": [f[i] for f in self.feats],
+            **{k: v[i] for k, v in self.targets.items()},
+            "index": i,
+        }
+
+
+@torch.no_grad()
+def _cache(model: WsiModel, ds: Any, device: torch.device, cfg: FinetuneConfig) -> _Cached:
+    """Encoder features of every sample (no augmentation), kept on ``device``; unused levels are empty."""
+    model.eval()
+    feats: list[list[torch.Tensor]] = [[] for _ in range(5)]
+    targets: dict[str, list[torch.Tensor]] = {}
+    used = {2, 3, 4} if model.seg_head is not None else {4}
+    for b in DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers):
+        with autocast_for(device, cfg.precision):
+            fs = model.forward_features(b["image"].to(device))
+        for k, f in enumerate(fs):
+            feats[k].append(f.float() if k in used else torch.zeros(len(f), 0, device=device))
+        for key in ("mask", "label"):
+            if key in b:
+                targets.setdefault(key, []).append(b[key].to(device))
+    return _Cached([torch.cat(f) for f in feats], {k: torch.cat(v) for k, v in targets.items()})

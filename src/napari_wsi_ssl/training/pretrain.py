@@ -1,0 +1,139 @@
+"""Self-supervised pretraining: reconstruct the input patch (pixel L1), Adam with a step schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import SlideError, TrainingError
+from ..events import CancelToken
+from ..models import build_model
+from ..patches import Augment, ImageFiles, SlidePatches, grid_coords, random_coords, to_uint8
+from ..patches.augment import NO_AUGMENT
+from .config import PretrainConfig
+from .data import Indexed, resolve_sources
+from .engine import Job, run
+
+
+def slide_patches(
+    slides: Sequence[Path],
+    mpp: float | None,
+    patch_size: int,
+    per_slide: int,
+    min_tissue: float,
+    seed: int,
+    augment: Augment,
+) -> SlidePatches:
+    """Grid patches over the tissue of each slide, at most ``per_slide`` of them (a seeded subset)."""
+    from ..slide import open_slide, tissue_mask
+
+    rng = np.random.default_rng(seed)
+    coords, downsamples = [], []
+    for k, path in enumerate(slides):
+        with open_slide(path) as slide:
+            d = 1.0 if mpp is None else slide.downsample_for_mpp(mpp)
+            if slide.dimensions[0] < patch_size * d or slide.dimensions[1] < patch_size * d:
+                raise SlideError(
+                    f"is smaller than one {patch_size} px patch at {mpp} um/px",
+                    path,
+                    "lower --patch-size or --mpp",
+                )
+            mask, mask_ds = tissue_mask(slide)
+        xy = grid_coords(mask, mask_ds, patch_size, d, min_fraction=min_tissue)
+        if len(xy) == 0 and mask.any():
+            xy = random_coords(mask, mask_ds, patch_size, d, min(per_slide, 256), rng)
+        if len(xy) == 0:
+            xy = grid_coords(np.ones_like(mask), mask_ds, patch_size, d, min_fraction=0.0)
+        if len(xy) > per_slide:
+            xy = xy[np.sort(rng.choice(len(xy), per_slide, replace=False))]
+        coords.append(np.column_stack([np.full(len(xy), k), xy]))
+        downsamples.append(d)
+    return SlidePatches(
+        slides, downsamples, np.concatenate(coords), patch_size, augment=augment, seed=seed
+    )
+
+
+def _preview(out: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {"input": to_uint8(batch["image"][0]), "recon": to_uint8(out["recon"][0])}
+
+
+def pretrain(
+    sources: Sequence[str | Path],
+    config: PretrainConfig,
+    out: str | Path,
+    cancel: CancelToken | None = None,
+) -> Generator[Any, None, Path]:
+    """Pretrain a preset by reconstruction on slides and/or folders of patch images.
+
+    Yields ``Progress`` every step, ``Preview`` (input and reconstruction) every
+    ``config.preview_every`` steps and ``Log`` lines; returns the checkpoint path. The checkpoint
+    is written every epoch, at the end, on cancellation (the generator then returns normally)
+    and on KeyboardInterrupt (re-raised).
+    """
+    slides, images = resolve_sources(sources)
+    augment = Augment() if config.augment else NO_AUGMENT
+    parts: list[Any] = []
+    if slides:
+        parts.append(
+            slide_patches(
+                slides,
+                config.mpp,
+                config.patch_size,
+                config.patches_per_slide,
+                config.min_tissue,
+                config.seed,
+                augment,
+            )
+        )
+    if images:
+        parts.append(ImageFiles(images, config.patch_size, augment=augment, seed=config.seed))
+    train_set = Indexed(parts)
+    if len(train_set) == 0:
+        raise TrainingError("no patch could be drawn from the sources", sources[0])
+    torch.manual_seed(config.seed)
+    model = build_model(config.preset, "reconstruct", width=config.width)
+
+    def forward(net: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return net(batch["image"])
+
+    def loss_fn(outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
+        return F.l1_loss(outputs["recon"].float(), batch["image"])
+
+    epochs = (
+        config.epochs
+        if config.epochs is not None
+        else (None if config.steps or config.minutes else config.default_epochs)
+    )
+    job = Job(
+        model=model,
+        params=list(model.parameters()),
+        train_set=train_set,
+        loss_fn=loss_fn,
+        forward=forward,
+        meta={
+            "mpp": config.mpp,
+            "patch_size": config.patch_size,
+            "class_names": [],
+            "train_config": {**config.to_dict(), "sources": [str(s) for s in sources]},
+        },
+        lr=config.lr,
+        batch_size=min(config.batch_size, len(train_set)),
+        epochs=epochs,
+        steps=config.steps,
+        minutes=config.minutes,
+        seed=config.seed,
+        device=config.device,
+        precision=config.precision,
+        num_workers=config.num_workers,
+        preview_every=config.preview_every,
+        resume=config.resume,
+        milestones=tuple(config.milestones),
+        gamma=config.gamma,
+        preview=_preview,
+    )
+    return (yield from run(job, Path(out), cancel))
