@@ -52,6 +52,19 @@ def estimate_mpp(rgb: np.ndarray, diameter_um: float = DEFAULT_DIAMETER_UM) -> f
     return diameter_um / d_px
 
 
+def remove_small(labels: np.ndarray, min_px: float) -> np.ndarray:
+    """Labels with fewer than ``min_px`` pixels set to 0."""
+    if labels.max(initial=0) == 0:
+        return labels
+    sizes = np.bincount(labels.ravel())
+    small = sizes < min_px
+    small[0] = False
+    if small.any():
+        labels = labels.copy()
+        labels[small[labels]] = 0
+    return labels
+
+
 def _split(
     fg: np.ndarray,
     distance_source: np.ndarray,
@@ -62,7 +75,6 @@ def _split(
     """Watershed of a foreground into instances, from distance-transform peaks or given markers."""
     from scipy import ndimage
     from skimage.feature import peak_local_max
-    from skimage.morphology import remove_small_objects
     from skimage.segmentation import relabel_sequential, watershed
 
     if not fg.any():
@@ -84,8 +96,7 @@ def _split(
             for k, pos in enumerate(firsts):
                 markers[tuple(int(p) for p in pos)] = len(peaks) + 1 + k
     labels = watershed(-distance_source, markers, mask=fg)
-    labels = remove_small_objects(labels, max(1, int(min_area_px)))
-    out, _, _ = relabel_sequential(labels)
+    out, _, _ = relabel_sequential(remove_small(labels, min_area_px))
     return out.astype(np.int32)
 
 
@@ -153,12 +164,10 @@ def nuclei_from_probs(
     cores = (fg_p > marker_threshold) & (fg_p > bd_p)
     markers, _ = ndimage.label(cores)
     min_px = min_area_um2 / (mpp or 0.5) ** 2
-    from skimage.morphology import remove_small_objects
     from skimage.segmentation import relabel_sequential, watershed
 
-    markers = remove_small_objects(markers, max(1, int(min_px / 4)))
-    labels = watershed(bd_p, markers, mask=mask)
-    labels = remove_small_objects(labels, max(1, int(min_px)))
+    markers = remove_small(markers, min_px / 4)
+    labels = remove_small(watershed(bd_p, markers, mask=mask), min_px)
     return relabel_sequential(labels)[0].astype(np.int32)
 
 
