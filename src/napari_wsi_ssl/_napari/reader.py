@@ -104,6 +104,8 @@ def slide_layer_data(slide: Any, name: str | None = None) -> LayerData:
         "metadata": meta,
         "contrast_limits": [0, 255],
     }
+    if slide.mpp is not None:
+        kwargs["units"] = ("um", "um")  # napari's scale bar then reads in micrometres
     return (pyramid, kwargs, "image")
 
 
