@@ -1,0 +1,95 @@
+"""``wsi-ssl study``: label-efficiency study, with and without self-supervised pretraining.
+
+Pretrains once on the training pool (labels hidden), then fine-tunes ``full``,
+``frozen-encoder`` and ``scratch`` for each label fraction and fold, and scores a held-out test
+set. Writes ``study.md`` (table), ``study.json`` and ``study_<metric>.png`` to ``-o OUT_DIR``.
+Running again with the same folder and settings resumes an interrupted study.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}"
+        ) from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "patches", type=Path, help="labelled patch folder (class sub-folders or labels.csv)"
+    )
+    parser.add_argument("-o", "--out", type=Path, required=True, metavar="OUT_DIR")
+    parser.add_argument(
+        "--fractions", type=_floats, default=(0.01, 0.03, 0.1, 0.3, 1.0), help="label fractions"
+    )
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--modes", type=_names, default=("full", "frozen-encoder", "scratch"))
+    parser.add_argument(
+        "--test-fraction", type=float, default=0.2, help="held-out test share of the patches"
+    )
+    parser.add_argument(
+        "--limit", type=int, help="use a class-stratified subset of this many patches"
+    )
+    parser.add_argument(
+        "--preset", default="resnet34-ae", help="model preset (default resnet34-ae)"
+    )
+    parser.add_argument(
+        "--width", type=int, default=64, help="channels of the first stage (64 = ResNet34)"
+    )
+    parser.add_argument(
+        "--patch-size", type=int, help="crop patches to this size (default: as stored)"
+    )
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--pretrain-epochs", type=int)
+    parser.add_argument("--pretrain-steps", type=int)
+    parser.add_argument("--pretrain-minutes", type=float)
+    parser.add_argument(
+        "--pretrained", type=Path, help="reuse this pretrained checkpoint instead of pretraining"
+    )
+    parser.add_argument("--finetune-epochs", type=int)
+    parser.add_argument("--finetune-steps", type=int)
+    parser.add_argument("--finetune-minutes", type=float)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from ..evaluation.study import StudyConfig, iter_study, markdown_table
+    from ._progress import drive
+
+    config = StudyConfig(
+        fractions=args.fractions,
+        folds=args.folds,
+        modes=args.modes,
+        test_fraction=args.test_fraction,
+        limit=args.limit,
+        preset=args.preset,
+        width=args.width,
+        patch_size=args.patch_size,
+        batch_size=args.batch_size,
+        pretrain_epochs=args.pretrain_epochs,
+        pretrain_steps=args.pretrain_steps,
+        pretrain_minutes=args.pretrain_minutes,
+        pretrained=None if args.pretrained is None else str(args.pretrained),
+        finetune_epochs=args.finetune_epochs,
+        finetune_steps=args.finetune_steps,
+        finetune_minutes=args.finetune_minutes,
+        device=args.device,
+        seed=args.seed,
+    )
+    result: dict[str, Any] = drive(iter_study(args.patches, args.out, config), "study")
+    print(markdown_table(result["summary"]), end="")
+    print(f"table: {result['table']}\njson: {result['json']}")
+    return result

@@ -1,0 +1,82 @@
+"""The study's calls into training: pretraining on a patch folder and fine-tuning a classifier."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..events import CancelToken
+
+if TYPE_CHECKING:
+    from .study import StudyConfig
+
+
+def pretrain_patches(
+    folder: Path, out: Path, config: StudyConfig, cancel: CancelToken | None = None
+) -> Generator[Any, None, Path]:
+    """Reconstruction pretraining on every image of ``folder`` (labels are not read)."""
+    from ..training import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(
+        preset=config.preset,
+        width=config.width,
+        mpp=None,
+        patch_size=config.patch_size or _image_size(folder),
+        batch_size=config.batch_size,
+        epochs=config.pretrain_epochs,
+        steps=config.pretrain_steps,
+        minutes=config.pretrain_minutes,
+        device=config.device,
+        seed=config.seed,
+        preview_every=10**9,
+    )
+    return (yield from pretrain([folder], cfg, out, cancel=cancel))
+
+
+def finetune_patches(
+    train_dir: Path,
+    init: Path | None,
+    mode: str,
+    out: Path,
+    config: StudyConfig,
+    seed: int,
+    cancel: CancelToken | None = None,
+) -> Generator[Any, None, Path]:
+    """Fine-tune a patch classifier on ``train_dir`` (an ImageFolder) for a fixed budget.
+
+    Validation inside fine-tuning is off (``val_fraction=0``): the budget is fixed, the last
+    weights are kept, and every labelled patch trains the model.
+    """
+    from ..training import FinetuneConfig, FinetuneData, finetune
+
+    cfg = FinetuneConfig(
+        task="classify",
+        mode=mode,
+        preset=config.preset,
+        width=config.width,
+        patch_size=config.patch_size or _image_size(train_dir),
+        batch_size=config.batch_size,
+        epochs=config.finetune_epochs,
+        steps=config.finetune_steps,
+        minutes=config.finetune_minutes,
+        val_fraction=0.0,
+        # the feature cache of training cannot take an empty validation set yet
+        cache_features=False,
+        device=config.device,
+        seed=seed,
+        preview_every=10**9,
+    )
+    return (
+        yield from finetune(
+            FinetuneData.from_patches(train_dir), cfg, out, init=init, cancel=cancel
+        )
+    )
+
+
+def _image_size(folder: Path) -> int:
+    from PIL import Image
+
+    first = next(p for p in sorted(folder.rglob("*")) if p.is_file())
+    with Image.open(first) as im:
+        return min(im.size)

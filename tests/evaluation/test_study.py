@@ -1,0 +1,103 @@
+"""The label-efficiency study: splits, and a tiny end-to-end run on real PCam patches."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_wsi_ssl.errors import AnnotationError, WsiSslError
+from napari_wsi_ssl.evaluation.study import (
+    StudyConfig,
+    labelled_subset,
+    markdown_table,
+    split_study,
+)
+
+
+def test_split_is_stratified_disjoint_and_reproducible() -> None:
+    labels = np.array([0] * 60 + [1] * 40)
+    config = StudyConfig(folds=4, test_fraction=0.2, seed=3)
+    test, folds = split_study(labels, config)
+    assert test.size == 20 and (labels[test] == 1).sum() == 8
+    everything = np.concatenate([test, *folds])
+    assert np.array_equal(np.sort(everything), np.arange(100))  # a partition
+    assert all(abs((labels[f] == 1).mean() - 0.4) < 0.06 for f in folds)
+    again_test, again_folds = split_study(labels, config)
+    assert np.array_equal(test, again_test) and all(
+        np.array_equal(a, b) for a, b in zip(folds, again_folds, strict=True)
+    )
+
+
+def test_labelled_subsets_are_nested_and_keep_both_classes() -> None:
+    labels = np.array([0] * 90 + [1] * 10)
+    train = np.arange(100)
+    config = StudyConfig(min_per_class=2)
+    small = labelled_subset(labels, train, 0.01, config, fold=0)
+    mid = labelled_subset(labels, train, 0.3, config, fold=0)
+    assert set(labels[small]) == {0, 1} and small.size == 4
+    assert mid.size == 30 and set(small) <= set(mid)
+    assert np.array_equal(labelled_subset(labels, train, 1.0, config, 0), train)
+
+
+def test_config_and_data_errors() -> None:
+    with pytest.raises(WsiSslError, match="fractions"):
+        StudyConfig(fractions=(0.0, 1.0))
+    with pytest.raises(WsiSslError, match="modes"):
+        StudyConfig(modes=("fancy",))
+    with pytest.raises(AnnotationError, match="two classes"):
+        split_study(np.zeros(30, dtype=np.int64), StudyConfig())
+
+
+def test_markdown_table_shape() -> None:
+    rows = [
+        {
+            "fraction": 0.1,
+            "mode": "scratch",
+            "folds": 2,
+            "n_labelled": 5,
+            "precision": 0.5,
+            "precision_sd": 0.1,
+        }
+        | {k: 0.5 for k in ("recall", "f1", "accuracy")}
+        | {f"{k}_sd": 0.0 for k in ("recall", "f1", "accuracy")}
+        | {"auc": None, "auc_sd": None}
+    ]
+    lines = markdown_table(rows).strip().splitlines()
+    assert len(lines) == 3
+    assert lines[2].startswith("| 10% | 5 | scratch | 2 | 0.500 ± 0.100") and lines[2].endswith(
+        "n/a |"
+    )
+
+
+def test_tiny_study_end_to_end(tmp_path: Path, shared_data: Path) -> None:
+    """40 PCam patches, 2 fractions, 2 folds, 3 modes, width 8, a few steps: the outputs' shape."""
+    from napari_wsi_ssl.cli import main
+
+    pcam = shared_data / "pcam" / "valid"
+    out = tmp_path / "study"
+    argv = [
+        "study", str(pcam), "-o", str(out), "--limit", "40", "--fractions", "0.25,1", "--folds", "2",
+        "--width", "8", "--patch-size", "32", "--batch-size", "8", "--pretrain-steps", "2",
+        "--finetune-steps", "2", "--device", "cpu", "--json",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    data = json.loads((out / "study.json").read_text())
+    assert len(data["runs"]) == 2 * 2 * 3  # fractions x folds x modes
+    assert data["n_patches"] == 40 and data["n_test"] == 8
+    assert {r["mode"] for r in data["runs"]} == {"full", "frozen-encoder", "scratch"}
+    for run in data["runs"]:
+        assert set(run) >= {"precision", "recall", "f1", "accuracy", "auc", "n_labelled", "fold"}
+        assert 0.0 <= run["accuracy"] <= 1.0
+    assert len(data["summary"]) == 2 * 3 and all(row["folds"] == 2 for row in data["summary"])
+    table = (out / "study.md").read_text().strip().splitlines()
+    assert len([line for line in table if line.startswith("| ") and "%" in line]) == 6
+    for metric in ("f1", "auc", "accuracy"):
+        assert (out / f"study_{metric}.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "pretrained.pt").is_file()
+    assert not (out / "work").exists()
+    # a second run finds every result done and retrains nothing
+    assert main(argv) == 0
+    assert len(json.loads((out / "study.json").read_text())["runs"]) == 12
