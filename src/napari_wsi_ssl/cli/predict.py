@@ -1,0 +1,100 @@
+"""``wsi-ssl predict``: tumour probability (and nuclei) of whole slides, to cached OME-Zarr."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import WsiSslError
+
+
+def _region(text: str) -> tuple[int, int, int, int]:
+    try:
+        x, y, w, h = (int(float(v)) for v in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected x,y,w,h in level-0 pixels, got {text!r}"
+        ) from exc
+    return x, y, w, h
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("slides", nargs="+", metavar="SLIDE", help="slide files")
+    parser.add_argument(
+        "--model", required=True, metavar="CKPT", help="segment or classify checkpoint"
+    )
+    parser.add_argument(
+        "-o", "--out", required=True, metavar="OUT_DIR", help="folder of the stores"
+    )
+    parser.add_argument(
+        "--nuclei",
+        nargs="?",
+        const="classical",
+        default=None,
+        metavar="NUCLEI_CKPT",
+        help="also segment nuclei: with a nuclei checkpoint, or classically when none is given",
+    )
+    parser.add_argument(
+        "--region", type=_region, default=None, metavar="x,y,w,h", help="level-0 px"
+    )
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--workers", type=int, default=None, metavar="N", help="local dask cluster")
+    group.add_argument(
+        "--scheduler", default=None, metavar="ADDRESS", help="dask scheduler address"
+    )
+    parser.add_argument(
+        "--mpp", type=float, default=None, help="slide µm/px (overrides the file's)"
+    )
+    parser.add_argument("--tile-size", type=int, default=512, help="tile size in working pixels")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--float16", action="store_true", help="store float16 instead of uint8")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from ..inference import PredictConfig
+    from ..inference.distributed import predict_many
+
+    config = PredictConfig(
+        tile_size=args.tile_size,
+        batch_size=args.batch_size,
+        device=args.device,
+        dtype="float16" if args.float16 else "uint8",
+        slide_mpp=args.mpp,
+        nuclei=args.nuclei is not None,
+        nuclei_checkpoint=None if args.nuclei in (None, "classical") else args.nuclei,
+    )
+    distributed = args.workers is not None or args.scheduler is not None
+    if len(args.slides) == 1 and not distributed:
+        from ..inference import predict_slide
+        from ._progress import drive
+
+        try:
+            store = drive(
+                predict_slide(args.slides[0], args.model, args.out, config, region=args.region),
+                "predict",
+            )
+            results = [{"slide": args.slides[0], "store": str(store), "error": None}]
+        except WsiSslError as exc:
+            results = [{"slide": args.slides[0], "store": None, "error": str(exc)}]
+    else:
+        from dataclasses import asdict
+
+        outcomes = predict_many(
+            args.slides,
+            args.model,
+            args.out,
+            config,
+            region=args.region,
+            workers=args.workers,
+            scheduler=args.scheduler,
+        )
+        results = [asdict(r) for r in outcomes]
+    failed = [r for r in results if r["error"]]
+    if not args.json:
+        for r in results:
+            print(f"{r['slide']}: {r['store'] or 'FAILED: ' + str(r['error'])}")
+    summary = {"slides": results, "succeeded": len(results) - len(failed), "failed": len(failed)}
+    if failed and len(failed) == len(results):
+        raise WsiSslError(f"every slide failed; first: {failed[0]['error']}")
+    return summary
