@@ -224,3 +224,47 @@ def test_clean_makes_json_safe() -> None:
         report.clean({"a": float("nan"), "b": np.float32(0.5), "c": [np.int64(2)], "d": Path("x")})
     )
     assert json.loads(text) == {"a": None, "b": 0.5, "c": [2], "d": "x"}
+
+
+def test_evaluate_slide_mask_on_the_synthetic_slide(tmp_path: Path, synthetic) -> None:
+    """A tiny untrained segmentation model through predict_slide, scored on the ground-truth grid."""
+    import torch
+
+    from napari_wsi_ssl.cli import main
+    from napari_wsi_ssl.models import build_model, save_checkpoint
+    from napari_wsi_ssl.synthetic import read_tumour_mask
+
+    torch.manual_seed(0)
+    model = build_model("unet-resnet34", task="segment", num_classes=3, width=8)
+    ckpt = save_checkpoint(tmp_path / "seg.pt", model, mpp=2.0, patch_size=64)
+    truth = read_tumour_mask(synthetic)
+    out = tmp_path / "mask_report"
+    argv = [
+        "evaluate",
+        "--model",
+        str(ckpt),
+        "--slide",
+        str(synthetic.slide),
+        "--mask",
+        str(synthetic.tumour_mask),
+    ]
+    assert main([*argv, "-o", str(out), "--device", "cpu", "--bootstrap", "20", "--json"]) == 0
+    result = json.loads((out / "report.json").read_text())
+    assert result["kind"] == "mask" and result["mask_downsample"] == synthetic.gt_downsample
+    assert result["n_pixels"] == truth.size
+    assert np.asarray(result["confusion"]).sum(axis=1).tolist() == [
+        int((truth != 1).sum()),
+        int((truth == 1).sum()),
+    ]
+    for key in ("miou", "pixel_f1", "pixel_precision", "pixel_recall"):
+        assert key in result and key in result["ci"]
+    assert all(Path(p).is_file() for p in result["plots"].values())
+    assert Path(result["prediction"]).is_dir()
+
+
+def test_mask_downsample_rejects_a_mask_of_another_aspect() -> None:
+    from napari_wsi_ssl.evaluation.masks import mask_downsample_for
+
+    assert mask_downsample_for((2048, 2048), (256, 256)) == 8.0
+    with pytest.raises(AnnotationError, match="aspect"):
+        mask_downsample_for((2048, 2048), (256, 128))
