@@ -25,7 +25,7 @@ def as_mpp_xy(mpp: MppLike) -> tuple[float, float] | None:
 
 def is_labels(dtype: Any) -> bool:
     """Integer and boolean data are labels or masks: reduced by nearest, never averaged."""
-    return bool(np.issubdtype(np.dtype(dtype), np.integer) or np.dtype(dtype) == bool)
+    return bool(np.issubdtype(np.dtype(dtype), np.integer) or np.dtype(dtype).kind == "b")
 
 
 def make_levels(data: Any, tile: int, levels: int | None = None) -> list[Any]:

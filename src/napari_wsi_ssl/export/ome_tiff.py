@@ -53,7 +53,7 @@ def write_ome_tiff(
     arrays = make_levels(data, tile, levels)
     mpp_xy = as_mpp_xy(mpp)
     dtype = np.dtype(arrays[0].dtype)
-    if dtype == bool:
+    if dtype.kind == "b":
         dtype = np.dtype(np.uint8)
         arrays = [a.astype(np.uint8) for a in arrays]
     downs = downsamples_of(arrays, downsample)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,40 +16,17 @@ Tile = tuple[int, int]
 
 
 def choose_device(name: str = "auto") -> Any:
-    """The torch device for ``name`` (the training layer's choice when it is available)."""
-    import torch
+    """The torch device for ``name`` (the training layer's choice)."""
+    from ..training import choose_device as _choose
 
-    try:
-        from ..training import choose_device as _choose
-    except ImportError:
-        _choose = None
-    if _choose is not None:
-        return _choose(name)
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
+    return _choose(name)
 
 
 def autocast_context(device: Any) -> Any:
     """bf16 autocast on CPUs that have it, AMP on CUDA, nothing otherwise."""
-    try:
-        from ..training import autocast_for
-    except ImportError:
-        autocast_for = None
-    if autocast_for is not None:
-        return autocast_for(device)
-    import torch
+    from ..training import autocast_for
 
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    flags = ""
-    with contextlib.suppress(OSError):
-        flags = Path("/proc/cpuinfo").read_text()
-    if device.type == "cpu" and ("amx_bf16" in flags or "avx512_bf16" in flags):
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return autocast_for(device)
 
 
 class TorchPredictor:
