@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import SlideError
-from ._backends import Backend, OpenSlideBackend, rgba_to_rgb
+from ._backends import Backend, OpenSlideBackend
 from ._open import choose_backend
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class Slide:
         x0, y0 = int(location[0]), int(location[1])
         try:
             if isinstance(self._backend, OpenSlideBackend):
-                return rgba_to_rgb(self._backend.read_region_rgba((x0, y0), level, (w, h)))
+                return self._backend.read_region_rgb((x0, y0), level, (w, h))
             ds = self.level_downsamples[level]
             return self.read_level(level, math.floor(x0 / ds), math.floor(y0 / ds), w, h)
         except SlideError:
