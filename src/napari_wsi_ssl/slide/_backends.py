@@ -91,7 +91,7 @@ class OpenSlideBackend(Backend):
     ) -> np.ndarray:
         """RGB on white; PIL's C conversion is far faster than numpy's strided RGBA -> RGB copy."""
         img = self._osr.read_region(location, level, size)
-        if img.getextrema()[3] == (255, 255):
+        if img.getextrema()[3] == (255, 255):  # type: ignore[misc]
             return np.asarray(img.convert("RGB"))
         return rgba_to_rgb(np.asarray(img))
 
