@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 # 20k x 20k takes about 95 s on a 2-core machine, so the large slide is the largest
-# that writes in about half a minute here (12288 px: 5 file levels, 2304 level-0 tiles, ~30 s).
-LARGE_SIZE = 12288
+# that writes in about half a minute here (10240 px: 5 file levels, 1600 level-0 tiles, ~20 s).
+LARGE_SIZE = 10240
 
 
 @pytest.fixture(scope="session")
