@@ -47,6 +47,7 @@ class SlideGeometry:
     translate: tuple[float, float]  # world position of level-0 pixel (0, 0)'s centre (y, x)
     mpp: float | None
     name: str
+    units: tuple[str, ...] | None = None
 
     def overlay_transform(self, downsample: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """(scale, translate) of an overlay whose pixels span ``downsample`` level-0 pixels."""
@@ -64,7 +65,12 @@ class SlideGeometry:
 
 
 def is_slide_layer(layer: Any) -> bool:
-    return isinstance(layer, Image) and bool(layer.metadata.get("slide_path"))
+    # overlays computed from a slide carry its path too, and the store they are read from
+    return (
+        isinstance(layer, Image)
+        and bool(layer.metadata.get("slide_path"))
+        and not layer.metadata.get("store")
+    )
 
 
 def slide_layers(viewer: Any) -> list[Image]:
@@ -87,6 +93,7 @@ def slide_geometry(layer: Image) -> SlideGeometry:
         translate=(float(layer.translate[-2]), float(layer.translate[-1])),
         mpp=float(mpp) if mpp else None,
         name=layer.name,
+        units=tuple(str(u) for u in layer.units[-2:]),
     )
 
 
@@ -133,6 +140,7 @@ def new_annotation_layer(
             "class_names": dict(CLASS_NAMES),
         },
         opacity=0.6,
+        units=geometry.units,
     )
     layer.brush_size = 10
     layer.selected_label = 1

@@ -54,6 +54,16 @@ def optional_path(edit: Any) -> Path | None:
     return Path(text).expanduser() if text else None
 
 
+def preload_compute() -> None:
+    """Import the compute layers (and torch) now, on opening a dock.
+
+    An import holds the interpreter lock for seconds; done in a worker at the first click, it
+    would freeze the viewer then. Opening the dock is where a wait is expected.
+    """
+    import napari_wsi_ssl.inference  # noqa: F401
+    import napari_wsi_ssl.training  # noqa: F401
+
+
 class DockBase(Container):
     """A dock bound to a viewer, with a main button, a Cancel button and a status line.
 

@@ -97,6 +97,7 @@ def show_store(viewer: Any, store: Path, slide: SlideGeometry) -> dict[str, Any]
             "mpp": slide.mpp,
             "downsample": downsample,
             "store": str(store),
+            "units": slide.units,
         }
         shown[PROBABILITY] = _put_layer(
             viewer,
@@ -119,6 +120,7 @@ def show_store(viewer: Any, store: Path, slide: SlideGeometry) -> dict[str, Any]
             "mpp": slide.mpp,
             "downsample": downsample,
             "store": str(store),
+            "units": slide.units,
         }
         shown[NUCLEI] = _put_layer(
             viewer,
@@ -142,6 +144,8 @@ def _put_layer(viewer: Any, name: str, kind: str, data: list[Any], **kwargs: Any
             layer.refresh()
             return layer
         viewer.layers.remove(layer)
+    if kwargs["metadata"].get("units"):
+        kwargs["units"] = kwargs["metadata"].pop("units")
     if kind == "image":
         return viewer.add_image(data, name=name, multiscale=True, **kwargs)
     return viewer.add_labels(data, name=name, multiscale=True, **kwargs)
@@ -154,20 +158,22 @@ def refresh_layers(viewer: Any, store: Path) -> None:
             layer.refresh()
 
 
-def visible_box_level0(viewer: Any, slide: SlideGeometry) -> tuple[int, int, int, int] | None:
-    """The viewer's visible area in the slide's level-0 pixels, as (y0, x0, y1, x1)."""
+def visible_box_level0(slide_layer: Any) -> tuple[int, int, int, int] | None:
+    """The part of a slide layer on screen, in level-0 pixels (y0, x0, y1, x1).
+
+    napari keeps the corners of the visible part of a multiscale layer, in pixels of the level
+    it shows; they are scaled to level 0 here.
+    """
     try:
-        height, width = viewer._canvas_size  # screen pixels of the canvas
-        zoom = float(viewer.camera.zoom)
-        cy, cx = (float(v) for v in viewer.camera.center[-2:])
-    except (AttributeError, TypeError, ValueError):
+        corners = np.asarray(slide_layer.corner_pixels, dtype=float)[:, -2:]
+        level = int(slide_layer.data_level) if slide_layer.multiscale else 0
+        factors = np.asarray(slide_layer.downsample_factors[level], dtype=float)[-2:]
+        shape = (slide_layer.data[0] if slide_layer.multiscale else slide_layer.data).shape[:2]
+    except (AttributeError, IndexError, TypeError, ValueError):
         return None
-    half = np.array([height, width], dtype=float) / zoom / 2
-    corners = np.array([[cy - half[0], cx - half[1]], [cy + half[0], cx + half[1]]])
-    level0 = slide.world_to_level0(corners)
-    h, w = slide.shape
-    y0, x0 = np.clip(np.floor(level0[0]), 0, [h, w]).astype(int)
-    y1, x1 = np.clip(np.ceil(level0[1]), 0, [h, w]).astype(int)
+    y0, x0 = np.floor(corners[0] * factors).astype(int)
+    y1, x1 = np.ceil((corners[1] + 1) * factors).astype(int)
+    y1, x1 = min(int(y1), shape[0]), min(int(x1), shape[1])
     if y1 <= y0 or x1 <= x0:
         return None
-    return (int(y0), int(x0), int(y1), int(x1))
+    return (max(0, int(y0)), max(0, int(x0)), y1, x1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -103,6 +104,20 @@ class CurveCanvas(FigureCanvasQTAgg):
         self.draw_idle()
         self._last_draw = time.monotonic()
         self._dirty = False
+
+
+def plot_progress(canvas: CurveCanvas, event: Any, metrics_axes: str = "loss") -> None:
+    """Add a training ``Progress`` event to a curve canvas.
+
+    A step's loss goes on the "loss" axes as "train"; validation metrics (an event carrying
+    ``metrics``) go on ``metrics_axes``, except losses, which join the training loss.
+    """
+    if event.metrics:
+        for name, value in event.metrics.items():
+            axes = "loss" if "loss" in name else metrics_axes
+            canvas.add_point(axes, name, event.step, value)
+    elif event.loss is not None:
+        canvas.add_point("loss", "train", event.step, event.loss)
 
 
 class ReportCanvas(FigureCanvasQTAgg):

@@ -26,7 +26,7 @@ from ._annotations import (
     require_slide_path,
     slide_geometry,
 )
-from ._base import DockBase, layer_choices, optional_path
+from ._base import DockBase, layer_choices, optional_path, preload_compute
 from ._layers import refresh_layers, show_store, visible_box_level0
 from ._worker import Outcome, RunController
 
@@ -60,7 +60,7 @@ def predict_run(request: PredictRequest, cancel: CancelToken) -> Generator[Any, 
         nuclei=nuclei,
         nuclei_checkpoint=str(request.nuclei_checkpoint) if request.nuclei == "model" else None,
     )
-    return predict_slide(  # type: ignore[no-any-return]
+    result: Path = yield from predict_slide(
         require_slide_path(request.slide),
         request.checkpoint,
         request.out_dir,
@@ -69,6 +69,7 @@ def predict_run(request: PredictRequest, cancel: CancelToken) -> Generator[Any, 
         region=request.region_xywh,
         cancel=cancel,
     )
+    return result
 
 
 def find_store(out_dir: Path, slide_path: Path) -> Path | None:
@@ -147,6 +148,7 @@ class PredictWidget(DockBase):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(napari_viewer)
+        preload_compute()
         self._slide = ComboBox(label="slide", choices=layer_choices(napari_viewer, is_slide_layer))
         self._checkpoint = FileEdit(
             label="checkpoint",
@@ -231,7 +233,7 @@ class PredictWidget(DockBase):
             nuclei=nuclei,
             nuclei_checkpoint=nuclei_ckpt,
             region_xywh=region,
-            visible_first=visible_box_level0(self._viewer, slide),
+            visible_first=visible_box_level0(layer),
             tile_size=int(self._tile.value),
         )
 

@@ -25,12 +25,12 @@ from napari.utils.notifications import show_error, show_info
 from ...errors import WsiSslError
 from ...events import CancelToken, Preview, Progress
 from ._annotations import is_slide_layer, new_annotation_layer, slide_layers
-from ._base import DockBase, layer_choices, optional_path
-from ._plot import CurveCanvas, ImageStrip
+from ._base import DockBase, layer_choices, optional_path, preload_compute
+from ._plot import CurveCanvas, ImageStrip, plot_progress
 from ._worker import Outcome
 
 PRESETS = ("resnet34-ae", "unet-resnet34")
-BUDGET_UNITS = ("epochs", "minutes")
+BUDGET_UNITS = ("epochs", "minutes", "steps")
 DEFAULT_DIR = Path.home() / ".cache" / "napari-wsi-ssl" / "checkpoints"
 #: The most recent checkpoints, by kind ("pretrain", "finetune"), so other docks can offer them.
 RECENT: dict[str, Path] = {}
@@ -47,7 +47,7 @@ class PretrainSettings:
     width: int
     budget: float
     budget_unit: str
-    steps_per_epoch: int
+    batch_size: int
     out: Path
 
 
@@ -55,20 +55,24 @@ def pretrain_run(settings: PretrainSettings, cancel: CancelToken) -> Generator[A
     """The training generator for ``settings`` (built on the GUI thread, run in the worker)."""
     from ...training import PretrainConfig, pretrain
 
-    kwargs: dict[str, Any] = {
-        "preset": settings.preset,
-        "mpp": settings.mpp,
-        "patch_size": settings.patch_size,
-        "width": settings.width,
-        "steps_per_epoch": settings.steps_per_epoch,
-    }
+    budget: dict[str, Any] = {"epochs": None, "steps": None, "minutes": None}
     if settings.budget_unit == "minutes":
-        kwargs["max_minutes"] = float(settings.budget)
-        kwargs["epochs"] = 10_000
+        budget["minutes"] = float(settings.budget)
+    elif settings.budget_unit == "steps":
+        budget["steps"] = max(1, int(settings.budget))
     else:
-        kwargs["epochs"] = max(1, int(settings.budget))
-    config = PretrainConfig(**kwargs)
-    return pretrain(list(settings.sources), config, settings.out, cancel=cancel)
+        budget["epochs"] = max(1, int(settings.budget))
+    config = PretrainConfig(
+        preset=settings.preset,
+        width=settings.width,
+        mpp=settings.mpp,
+        patch_size=settings.patch_size,
+        batch_size=settings.batch_size,
+        preview_every=10,
+        **budget,
+    )
+    result: Path = yield from pretrain(list(settings.sources), config, settings.out, cancel=cancel)
+    return result
 
 
 class PretrainWidget(DockBase):
@@ -76,6 +80,7 @@ class PretrainWidget(DockBase):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(napari_viewer)
+        preload_compute()
         self._slides = Select(
             label="slides",
             choices=layer_choices(napari_viewer, is_slide_layer),
@@ -102,7 +107,7 @@ class PretrainWidget(DockBase):
         )
         self._budget = FloatSpinBox(label="budget", value=2, min=0.1, max=100_000, step=1)
         self._unit = ComboBox(label="unit", choices=list(BUDGET_UNITS), value="epochs")
-        self._steps = SpinBox(label="steps / epoch", value=50, min=1, max=100_000)
+        self._batch = SpinBox(label="batch size", value=8, min=1, max=512)
         self._out = FileEdit(label="checkpoint", mode=FileDialogMode.OPTIONAL_FILE, filter="*.pt")
         self._out.value = DEFAULT_DIR / "pretrained.pt"
         self._pretrain_button = PushButton(text="Pretrain")
@@ -113,7 +118,9 @@ class PretrainWidget(DockBase):
             label="slide", choices=layer_choices(napari_viewer, is_slide_layer)
         )
         self._annotate_downsample = ComboBox(
-            label="downsample", choices=[("auto", 0), 1, 2, 4, 8, 16, 32], value=0
+            label="downsample",
+            choices=[("auto", 0), ("1", 1), ("2", 2), ("4", 4), ("8", 8), ("16", 16), ("32", 32)],
+            value=0,
         )
         self._annotate_button = PushButton(text="New annotation layer")
         self._annotate_button.changed.connect(self._on_new_annotation)
@@ -130,7 +137,7 @@ class PretrainWidget(DockBase):
                 self._patch,
                 self._width,
                 budget_row,
-                self._steps,
+                self._batch,
                 self._out,
                 self._pretrain_button,
                 self._cancel_button,
@@ -169,7 +176,7 @@ class PretrainWidget(DockBase):
         return self._preview
 
     def set_fields(self, **values: Any) -> None:
-        """Set fields by name: preset, mpp, patch_size, width, budget, unit, steps, out, folder."""
+        """Set fields by name: preset, mpp, patch_size, width, budget, unit, batch_size, out, folder, slides."""
         fields = {
             "preset": self._preset,
             "mpp": self._mpp,
@@ -177,7 +184,7 @@ class PretrainWidget(DockBase):
             "width": self._width,
             "budget": self._budget,
             "unit": self._unit,
-            "steps": self._steps,
+            "batch_size": self._batch,
             "out": self._out,
             "folder": self._folder,
             "slides": self._slides,
@@ -203,7 +210,7 @@ class PretrainWidget(DockBase):
             width=int(self._width.value),
             budget=float(self._budget.value),
             budget_unit=str(self._unit.value),
-            steps_per_epoch=int(self._steps.value),
+            batch_size=int(self._batch.value),
             out=Path(str(self._out.value)).expanduser(),
         )
 
@@ -221,10 +228,7 @@ class PretrainWidget(DockBase):
 
     def _on_event(self, event: Any) -> None:
         if isinstance(event, Progress):
-            if event.loss is not None:
-                self._loss.add_point("loss", "train", event.step, event.loss)
-            for name, value in event.metrics.items():
-                self._loss.add_point("loss", name, event.step, value)
+            plot_progress(self._loss, event)
             total = f"/{event.total}" if event.total else ""
             epoch = f", epoch {event.epoch}" if event.epoch is not None else ""
             loss = f", loss {event.loss:.4f}" if event.loss is not None else ""
