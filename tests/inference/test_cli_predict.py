@@ -15,19 +15,41 @@ def _last_json(capsys) -> dict:
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
-def test_predict_cli_and_dask_workers_give_identical_stores(synthetic, tiny_segment_ckpt, tmp_path, capsys):
+def test_predict_cli_and_dask_workers_give_identical_stores(
+    synthetic, tiny_segment_ckpt, tmp_path, capsys
+):
     broken = tmp_path / "broken.svs"
     broken.write_bytes(b"not a slide")
     second = tmp_path / "second.tif"
     shutil.copy(synthetic.slide, second)
     region = "256,256,768,512"
-    common = ["--model", str(tiny_segment_ckpt), "--region", region, "--tile-size", "256", "--nuclei", "--json"]
+    common = [
+        "--model",
+        str(tiny_segment_ckpt),
+        "--region",
+        region,
+        "--tile-size",
+        "256",
+        "--nuclei",
+        "--json",
+    ]
 
     assert main(["predict", str(synthetic.slide), "-o", str(tmp_path / "local"), *common]) == 0
     local = _last_json(capsys)["slides"][0]["store"]
 
-    code = main(["predict", str(synthetic.slide), str(broken), str(second), "-o", str(tmp_path / "dask"),
-                 "--workers", "2", *common])
+    code = main(
+        [
+            "predict",
+            str(synthetic.slide),
+            str(broken),
+            str(second),
+            "-o",
+            str(tmp_path / "dask"),
+            "--workers",
+            "2",
+            *common,
+        ]
+    )
     assert code == 0
     summary = _last_json(capsys)
     assert summary["succeeded"] == 2 and summary["failed"] == 1
