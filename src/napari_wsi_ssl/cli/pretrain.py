@@ -1,0 +1,100 @@
+"""``wsi-ssl pretrain``: self-supervised reconstruction pretraining on slides or patch folders."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_budget(parser: argparse.ArgumentParser) -> None:
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=int, help="number of epochs (default: the paper's)")
+    budget.add_argument("--steps", type=int, help="number of optimizer steps")
+    budget.add_argument("--minutes", type=float, help="wall-clock budget in minutes")
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue the run saved in -o")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SLIDE_OR_DIR",
+        help="slides, or folders of slides or patch images",
+    )
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="CKPT", help="checkpoint file to write (.pt)"
+    )
+    parser.add_argument("--preset", default="resnet34-ae", choices=["resnet34-ae", "unet-resnet34"])
+    parser.add_argument(
+        "--mpp", type=float, default=None, help="working resolution in um/px (default: native)"
+    )
+    parser.add_argument("--patch-size", type=int, default=256)
+    parser.add_argument("--width", type=int, default=64, help="base channels (64 = ResNet34)")
+    add_budget(parser)
+    add_common(parser)
+
+
+def drive_training(gen: Any, label: str) -> tuple[Any, dict[str, Any]]:
+    """Drive a training generator with a progress bar; return (checkpoint, loss summary)."""
+    import time
+
+    from ..events import Progress
+    from ._progress import drive
+
+    losses: list[float] = []
+    t0 = time.monotonic()
+
+    def watch() -> Any:
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            if isinstance(event, Progress) and event.loss is not None and not event.metrics:
+                losses.append(event.loss)
+            yield event
+
+    path = drive(watch(), label)
+    from ..models import load_checkpoint
+
+    ck = load_checkpoint(path)
+    return path, {
+        "first_loss": losses[0] if losses else None,
+        "final_loss": losses[-1] if losses else None,
+        "steps": len(losses),
+        "seconds": round(time.monotonic() - t0, 2),
+        "checkpoint": str(path),
+        "total_steps": ck.resume.get("step") if ck.resume else None,
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from ..training import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(
+        preset=args.preset,
+        width=args.width,
+        mpp=args.mpp,
+        patch_size=args.patch_size,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        epochs=args.epochs,
+        steps=args.steps,
+        minutes=args.minutes,
+        device=args.device,
+        precision=args.precision,
+        num_workers=args.workers,
+        seed=args.seed,
+        resume=args.resume,
+    )
+    _, summary = drive_training(pretrain(args.sources, cfg, args.output), "pretrain")
+    return summary
