@@ -37,6 +37,8 @@ def atomic_path(target: str | Path, *, is_dir: bool = False) -> Iterator[Path]:
         fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=parent)
         os.close(fd)
         tmp = Path(name)
+        # mkstemp makes the file private (0600); a finished file gets the usual mode
+        os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
         if is_dir:
@@ -63,6 +65,12 @@ def atomic_path(target: str | Path, *, is_dir: bool = False) -> Iterator[Path]:
     except BaseException:
         _cleanup(tmp, is_dir)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _cleanup(tmp: Path, is_dir: bool) -> None:

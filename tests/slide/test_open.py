@@ -100,7 +100,8 @@ def test_synthetic_opens_with_tifffile_equal_to_openslide(synthetic) -> None:
                 ours, np.asarray(osr.read_region((700, 900), level, (300, 200)))[..., :3]
             )
         levels = slide.pyramid()
-        assert [lv.chunksize for lv in levels[:3]] == [(256, 256, 3)] * 3
+        # chunks are whole file tiles: 2 x 2 tiles of 256 px
+        assert [lv.chunksize for lv in levels[:3]] == [(512, 512, 3)] * 3
         assert levels[-1].shape[0] < 512
 
 

@@ -173,11 +173,18 @@ class Slide:
         return tuple(self._pyramid_downsamples)
 
     def chunk_size(self, level: int) -> tuple[int, int]:
-        """Chunk (w, h) of a pyramid level: the file's tiles, or 256/512 when it has none."""
+        """Chunk (w, h) of a pyramid level: whole file tiles (about 512 px), or 512 when it has none.
+
+        Small file tiles read by tifffile are grouped (256 -> 512): a chunk is then one backend read
+        of a few tiles instead of one read per tile, which is what keeps reading through the
+        pyramid as fast as the backend's own reads.
+        """
         if level < self.level_count:
             tile = self._backend.tile_sizes[level]
             if tile is not None and tile[0] >= 64 and tile[1] >= 64:
-                return tile
+                grouped = self.backend_name == "tifffile"  # it reads only the tiles a region needs
+                k = max(1, round(DEFAULT_CHUNK / max(tile))) if grouped else 1
+                return (tile[0] * k, tile[1] * k)
             return (DEFAULT_CHUNK, DEFAULT_CHUNK)
         return (256, 256)
 

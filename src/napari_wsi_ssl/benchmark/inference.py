@@ -1,0 +1,187 @@
+"""``infer_vs_model``, ``infer_vs_naive`` and ``cpu_precision``: whole-slide inference speed."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .core import BenchConfig, Figure, alternate
+
+
+def _predict_rate(slide: Path, ckpt: Path, device: Any, config: BenchConfig) -> tuple[float, int]:
+    """Tiles/s of a fresh ``predict_slide`` run (a new store each time: no cache hit)."""
+    from ..events import TilesDone
+    from ..inference import PredictConfig, predict_slide
+
+    cfg = PredictConfig(
+        tile_size=config.infer_tile,
+        margin=32 if config.quick else 64,
+        batch_size=config.infer_batch,
+        device=str(device),
+    )
+    out = Path(tempfile.mkdtemp(prefix="bench_predict_", dir=config.work_dir))
+    try:
+        gen = predict_slide(slide, ckpt, out, cfg)
+        tiles = 0
+        start = None
+        while True:
+            try:
+                ev = next(gen)
+            except StopIteration:
+                break
+            # the clock starts at the first finished batch: model loading and the tissue mask
+            # are one-off costs, not throughput
+            if isinstance(ev, TilesDone) and ev.total:
+                if start is None:
+                    start, first = time.perf_counter(), ev.done
+                tiles = ev.done
+        elapsed = time.perf_counter() - (start or time.perf_counter())
+        n = tiles - first if start is not None else 0
+        return (n / elapsed if elapsed > 0 and n > 0 else 0.0), tiles
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _bare_model(
+    ckpt: Path, device: Any, config: BenchConfig, side: int, autocast: bool = True
+) -> Any:
+    """Tiles/s of the model alone on preloaded tensors (same batch, device and precision)."""
+    import contextlib
+
+    import torch
+
+    from ..models import load_checkpoint
+    from ..training import autocast_for
+
+    model: Any = load_checkpoint(ckpt, device=device).model
+    model = model.to(memory_format=torch.channels_last)
+    x = torch.rand(config.infer_batch, 3, side, side, device=device).contiguous(
+        memory_format=torch.channels_last
+    )
+    ctx = autocast_for(device) if autocast else contextlib.nullcontext()
+
+    def one() -> float:
+        start = time.perf_counter()
+        with torch.inference_mode(), ctx:
+            for _ in range(2):
+                out = model(x)["seg"]
+                torch.softmax(out.float(), dim=1).cpu()
+        return 2 * config.infer_batch / (time.perf_counter() - start)
+
+    return one
+
+
+def _naive_rate(slide_path: Path, ckpt: Path, n_tiles: int, config: BenchConfig) -> float:
+    """Per tile: OpenSlide read_region, to tensor, model (fp32, batch 1), write into a numpy array."""
+    import openslide
+    import torch
+
+    from ..models import load_checkpoint
+
+    ck = load_checkpoint(ckpt, device="cpu")
+    raw = openslide.OpenSlide(str(slide_path))
+    mpp = float(raw.properties.get(openslide.PROPERTY_NAME_MPP_X, 0.5))
+    ds = (ck.mpp or mpp) / mpp
+    level = raw.get_best_level_for_downsample(ds)
+    level_ds = raw.level_downsamples[level]
+    side = config.infer_tile + 2 * (32 if config.quick else 64)
+    read = int(round(side * ds / level_ds))
+    w, h = raw.level_dimensions[level]
+    out = np.zeros((config.infer_tile * 4, config.infer_tile * 4), np.float32)
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(n_tiles):
+            x0 = int(rng.integers(0, max(1, w - read)) * level_ds)
+            y0 = int(rng.integers(0, max(1, h - read)) * level_ds)
+            img = raw.read_region((x0, y0), level, (read, read)).convert("RGB").resize((side, side))
+            t = torch.from_numpy(np.asarray(img)).permute(2, 0, 1)[None].float() / 255
+            prob = torch.softmax(ck.model(t)["seg"], 1)[0, 1].numpy()
+            m = (side - config.infer_tile) // 2
+            core = prob[m : m + config.infer_tile, m : m + config.infer_tile]
+            k = i % 16
+            ty, tx = divmod(k, 4)
+            out[
+                ty * config.infer_tile : (ty + 1) * config.infer_tile,
+                tx * config.infer_tile : (tx + 1) * config.infer_tile,
+            ] = core
+    raw.close()
+    return n_tiles / (time.perf_counter() - start)
+
+
+def bench_inference(slide: Path, ckpt: Path, device: Any, config: BenchConfig) -> list[Figure]:
+    side = config.infer_tile + 2 * (32 if config.quick else 64)
+    bare = _bare_model(ckpt, device, config, side)
+    tiles_seen: list[int] = []
+
+    def product() -> float:
+        r, n = _predict_rate(slide, ckpt, device, config)
+        tiles_seen.append(n)
+        return r
+
+    p, m, sp, sm = alternate(product, bare, config.rounds)
+    vs_model = Figure(
+        "infer_vs_model",
+        p,
+        m,
+        "tiles/s",
+        ">= 0.9",
+        extra={
+            "tile": config.infer_tile,
+            "input": side,
+            "batch": config.infer_batch,
+            "tiles": tiles_seen[-1],
+        },
+    )
+    n_naive = 4 if config.quick else 24
+    naive = [_naive_rate(slide, ckpt, n_naive, config) for _ in range(max(1, config.rounds // 2))]
+    vs_naive = Figure(
+        "infer_vs_naive",
+        p,
+        float(np.median(naive)),
+        "tiles/s",
+        ">= 3",
+        extra={"naive": "read_region + fp32 model, batch 1, per tile"},
+    )
+    return [vs_model, vs_naive]
+
+
+def bench_precision(ckpt: Path, config: BenchConfig) -> Figure:
+    """bf16 autocast against fp32 on the CPU: tiles/s, and how much the probabilities move."""
+    import torch
+
+    from ..models import load_checkpoint
+    from ..training import autocast_for
+
+    device = torch.device("cpu")
+    side = config.infer_tile + 2 * (32 if config.quick else 64)
+    bf16 = _bare_model(ckpt, device, config, side, autocast=True)
+    fp32 = _bare_model(ckpt, device, config, side, autocast=False)
+    a, b, _, _ = alternate(bf16, fp32, max(2, config.rounds // 2))
+    model = load_checkpoint(ckpt, device=device).model
+    torch.manual_seed(1)
+    x = torch.rand(config.infer_batch, 3, side, side)
+    with torch.inference_mode():
+        ref = torch.softmax(model(x)["seg"].float(), 1)
+        with autocast_for(device):
+            low = torch.softmax(model(x)["seg"].float(), 1)
+    diff = (ref - low).abs()
+    agree = (ref.argmax(1) == low.argmax(1)).float().mean().item()
+    return Figure(
+        "cpu_precision",
+        a,
+        b,
+        "tiles/s",
+        "bf16 faster, argmax agreement >= 0.99",
+        extra={
+            "autocast": str(autocast_for(device)),
+            "max_abs_prob_diff": diff.max().item(),
+            "mean_abs_prob_diff": diff.mean().item(),
+            "argmax_agreement": agree,
+        },
+    )

@@ -1,0 +1,54 @@
+"""``memory``: peak RSS of ``predict_slide`` as the slide grows, each size in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from .core import BenchConfig, Figure
+
+_CHILD = r"""
+import json, resource, sys, tempfile
+from pathlib import Path
+from napari_wsi_ssl.events import run_to_end
+from napari_wsi_ssl.inference import PredictConfig, predict_slide
+slide, ckpt, work = sys.argv[1:4]
+with tempfile.TemporaryDirectory(dir=work) as out:
+    store = run_to_end(predict_slide(slide, ckpt, out, PredictConfig(tile_size=256, batch_size=4, nuclei=False)))
+print(json.dumps({"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+
+
+def peak_rss(slide: Path, ckpt: Path, work: Path) -> int:
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(slide), str(ckpt), str(work)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory bench child failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return int(json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss"])
+
+
+def bench_memory(config: BenchConfig) -> Figure:
+    from .fixtures import bench_slide, random_checkpoint
+
+    # a small model at a coarse working resolution: this measures streaming, not compute
+    ckpt = random_checkpoint(config.work_dir / "bench_memory_model.pt", width=8, mpp=4.0)
+    small, large = config.memory_sizes
+    peaks = {
+        size: peak_rss(bench_slide(config.work_dir, size), ckpt, config.work_dir)
+        for size in (small, large)
+    }
+    return Figure(
+        "memory",
+        float(peaks[large]),
+        float(peaks[small]),
+        "bytes",
+        "<= 2 GB at the large size, ratio <= 1.3",
+        higher_is_better=False,
+        extra={"sizes": [small, large], "working_mpp": 4.0},
+    )
