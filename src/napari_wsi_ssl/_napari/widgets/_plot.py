@@ -92,7 +92,7 @@ class CurveCanvas(FigureCanvasQTAgg):
             line = self._lines.get(key)
             if line is None:
                 ax = self._axes[key[0]]
-                (line,) = ax.plot(xs, ys, lw=1.2, label=key[1])
+                (line,) = ax.plot(xs, ys, lw=1.2, marker="o", markersize=2.5, label=key[1])
                 self._lines[key] = line
                 if sum(1 for k in self._series if k[0] == key[0]) > 1:
                     ax.legend(fontsize=7, loc="best")

@@ -1,0 +1,153 @@
+"""Take the screenshots of docs/gui.md in a real, shown napari window.
+
+Run under a display, or under Xvfb on a headless machine::
+
+    xvfb-run -a .venv/bin/python docs/scripts/gui_screenshots.py
+
+It walks the user's path on the synthetic slide: open, pretrain, annotate, fine-tune (which
+predicts the map), predict nuclei, evaluate and export, and saves one PNG per step in
+docs/images/gui_*.png. Models are tiny so that it runs in a few minutes on a CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+os.environ["NAPARI_WSI_SSL_SYNC"] = "1"  # the same generators, run inline: deterministic shots
+
+IMAGES = Path(__file__).resolve().parents[1] / "images"
+PLUGIN = "napari-wsi-ssl"
+
+
+def _shot(viewer, name: str, width: int = 1400) -> Path:
+    """Save the whole window (canvas and docks) as a PNG under 300 KB."""
+    from PIL import Image
+    from qtpy.QtWidgets import QApplication
+
+    for _ in range(5):
+        QApplication.processEvents()
+    array = viewer.screenshot(canvas_only=False, flash=False)
+    image = Image.fromarray(np.asarray(array)[..., :3])
+    if image.width > width:
+        image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
+    path = IMAGES / f"gui_{name}.png"
+    for colours in (256, 128, 64):
+        image.quantize(colours, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+        if path.stat().st_size < 300_000:
+            break
+    print(f"{path} ({path.stat().st_size // 1024} KB)")
+    return path
+
+
+def _dock(viewer, name: str):
+    dock_widget, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=True)
+    dock_widget.raise_()
+    return widget
+
+
+def main() -> int:
+    import napari
+
+    from napari_wsi_ssl.synthetic import read_tumour_mask, write_synthetic_slide
+
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="gui-shots-"))
+    syn = write_synthetic_slide(tmp / "synthetic", size=2048, seed=0)
+    viewer = napari.Viewer(title="napari-wsi-ssl", show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    (slide,) = viewer.open(str(syn.slide), plugin=PLUGIN)
+    _shot(viewer, "open")
+
+    pretrain = _dock(viewer, "Pretrain")
+    pretrain.set_fields(
+        mpp=2.0,
+        patch_size=32,
+        width=8,
+        budget=12,
+        unit="steps",
+        batch_size=4,
+        out=tmp / "pretrained.pt",
+    )
+    pretrain.pretrain_button.native.click()
+    _shot(viewer, "pretrain")
+
+    pretrain.annotation_button.native.click()
+    annotations = viewer.layers["annotations"]
+    gt = read_tumour_mask(syn)
+    rows = np.clip(
+        (
+            np.arange(annotations.data.shape[0])
+            * syn.size
+            / annotations.data.shape[0]
+            / syn.gt_downsample
+        ).astype(int),
+        0,
+        gt.shape[0] - 1,
+    )
+    cols = np.clip(
+        (
+            np.arange(annotations.data.shape[1])
+            * syn.size
+            / annotations.data.shape[1]
+            / syn.gt_downsample
+        ).astype(int),
+        0,
+        gt.shape[1] - 1,
+    )
+    tumour = gt[np.ix_(rows, cols)] > 0
+    rng = np.random.default_rng(0)
+    annotations.brush_size = 8
+    for label, where in ((1, tumour), (2, ~tumour)):
+        ys, xs = np.nonzero(where)
+        annotations.selected_label = label
+        for i in rng.choice(ys.size, size=30, replace=False):
+            annotations.paint((int(ys[i]), int(xs[i])), label)
+    annotations.selected_label = 1
+    _shot(viewer, "annotate")
+
+    finetune = _dock(viewer, "Fine-tune")
+    finetune.cache_dir = tmp / "cache"
+    finetune.set_fields(
+        slide=slide,
+        annotations=annotations,
+        checkpoint=tmp / "pretrained.pt",
+        mode="fast (frozen encoder)",
+        budget=20,
+        unit="steps",
+        out=tmp / "finetuned.pt",
+    )
+    finetune.finetune_button.native.click()
+    _shot(viewer, "finetune")
+
+    predict = _dock(viewer, "Predict")
+    predict.set_fields(
+        slide=slide, checkpoint=tmp / "finetuned.pt", nuclei="classical", cache=tmp / "cache"
+    )
+    predict.predict_button.native.click()
+    viewer.camera.center = (0, 256, 256)
+    viewer.camera.zoom = 3.0
+    _shot(viewer, "predict")
+    viewer.reset_view()
+
+    evaluate = _dock(viewer, "Evaluate")
+    evaluate.set_fields(truth=annotations, prediction=viewer.layers["Metastasis probability"])
+    evaluate.evaluate_button.native.click()
+    _shot(viewer, "evaluate")
+
+    export = _dock(viewer, "Export")
+    export.layer_combo.value = viewer.layers["Metastasis probability"]
+    export.format_combo.value = "GeoJSON"
+    export.path_edit.value = tmp / "tumour.geojson"
+    export.export_button.native.click()
+    _shot(viewer, "export")
+    viewer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
