@@ -65,7 +65,9 @@ def _is_plain_image_tiff(path: Path) -> bool:
     try:
         with tifffile.TiffFile(path) as tif:
             page: Any = tif.pages[0]
-            return not page.is_tiled and len(tif.series[0].levels) == 1 and max(page.shape[:2]) <= 4096
+            return (
+                not page.is_tiled and len(tif.series[0].levels) == 1 and max(page.shape[:2]) <= 4096
+            )
     except Exception:
         return False
 

@@ -91,16 +91,20 @@ def _datasets(
         region=data.region,
     )
     xy = np.column_stack([np.zeros(len(coords), np.int64), coords])
-    mk = lambda a: SlidePatches(
-        [data.slide],
-        [d],
-        xy,
-        patch_size,
-        labels=[labels],
-        mpps=[data.slide_mpp],
-        augment=a,
-        seed=cfg.seed,
-    )  # noqa: E731,B023
+    slide_path = data.slide
+
+    def mk(a: Augment) -> SlidePatches:
+        return SlidePatches(
+            [slide_path],
+            [d],
+            xy,
+            patch_size,
+            labels=[labels],
+            mpps=[data.slide_mpp],
+            augment=a,
+            seed=cfg.seed,
+        )
+
     base = ["background", "tumour", "normal"]
     names = [base[i] if i < 3 else f"class {i}" for i in range(max(present) + 1)]
     return Indexed([mk(aug)]), Indexed([mk(NO_AUGMENT)]), names, 0, mpp
