@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SlideError
-from ._tiff import PageReader, to_rgb8
+from ._tiff import CorruptTileError, PageReader, corrupt_mark, to_rgb8
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _UNIT_TO_UM = {
@@ -43,8 +43,28 @@ class Backend:
     properties: dict[str, str]
     mpp: tuple[float, float] | None = None
     objective_power: float | None = None
+    corrupt_regions = 0  # regions drawn as marks because they could not be read
 
-    def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+    def read(
+        self, level: int, x: int, y: int, w: int, h: int, mark_corrupt: bool = False
+    ) -> np.ndarray:
+        """Read an in-bounds region of ``level``; undecodable data raise ``CorruptTileError``,
+        or with ``mark_corrupt`` come back as the checkerboard of ``corrupt_mark``."""
+        raise NotImplementedError
+
+    def _read_or_mark(
+        self, level: int, x: int, y: int, w: int, h: int, mark_corrupt: bool
+    ) -> np.ndarray:
+        """``read`` for backends that cannot tell which tile failed: the whole region fails."""
+        try:
+            return self._read(level, x, y, w, h)
+        except Exception as exc:  # the libraries raise their own kinds for damaged data
+            if not mark_corrupt:
+                raise CorruptTileError(-1, f"{type(exc).__name__}: {exc}") from exc
+            self.corrupt_regions += 1
+            return corrupt_mark(h, w, x, y)
+
+    def _read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -60,7 +80,9 @@ class OpenSlideBackend(Backend):
     def __init__(self, path: Path, vendor: str) -> None:
         import openslide
 
+        self._path = path
         self._osr = openslide.OpenSlide(str(path))
+        self._reopen_lock = threading.Lock()
         self.vendor = vendor
         self.properties = {str(k): str(v) for k, v in self._osr.properties.items()}
         self.level_dimensions = [tuple(map(int, d)) for d in self._osr.level_dimensions]  # type: ignore[misc]
@@ -90,12 +112,32 @@ class OpenSlideBackend(Backend):
         self, location: tuple[int, int], level: int, size: tuple[int, int]
     ) -> np.ndarray:
         """RGB on white; PIL's C conversion is far faster than numpy's strided RGBA -> RGB copy."""
-        img = self._osr.read_region(location, level, size)
+        osr = self._osr
+        try:
+            img = osr.read_region(location, level, size)
+        except Exception:
+            self._reopen(osr)
+            raise
         if img.getextrema()[3] == (255, 255):  # type: ignore[misc]
             return np.asarray(img.convert("RGB"))
         return rgba_to_rgb(np.asarray(img))
 
-    def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+    def _reopen(self, failed: Any) -> None:
+        """After an error OpenSlide refuses every further read of that handle: open a fresh one,
+        so one damaged tile does not blank the rest of the slide. The old handle is left to the
+        garbage collector, as another thread may still be inside it."""
+        import openslide
+
+        with self._reopen_lock:
+            if self._osr is failed:
+                self._osr = openslide.OpenSlide(str(self._path))
+
+    def read(
+        self, level: int, x: int, y: int, w: int, h: int, mark_corrupt: bool = False
+    ) -> np.ndarray:
+        return self._read_or_mark(level, x, y, w, h, mark_corrupt)
+
+    def _read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         ds = self.level_downsamples[level]
         return self.read_region_rgb((round(x * ds), round(y * ds)), level, (w, h))
 
@@ -147,8 +189,14 @@ class TiffBackend(Backend):
             self.properties["openslide.mpp-x"] = repr(self.mpp[0])
             self.properties["openslide.mpp-y"] = repr(self.mpp[1])
 
-    def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
-        return to_rgb8(self._readers[level].read(x, y, w, h))
+    def read(
+        self, level: int, x: int, y: int, w: int, h: int, mark_corrupt: bool = False
+    ) -> np.ndarray:
+        return to_rgb8(self._readers[level].read(x, y, w, h, mark_corrupt))
+
+    @property
+    def corrupt_tiles(self) -> int:
+        return sum(len(r.corrupt) for r in self._readers)
 
     def close(self) -> None:
         self._tf.close()
@@ -257,7 +305,12 @@ class ZarrBackend(Backend):
             self.properties["openslide.mpp-x"] = repr(self.mpp[0])
             self.properties["openslide.mpp-y"] = repr(self.mpp[1])
 
-    def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+    def read(
+        self, level: int, x: int, y: int, w: int, h: int, mark_corrupt: bool = False
+    ) -> np.ndarray:
+        return self._read_or_mark(level, x, y, w, h, mark_corrupt)
+
+    def _read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         arr = self._arrays[level]
         index: list[Any] = []
         for name in self._axes:

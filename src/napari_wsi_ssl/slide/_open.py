@@ -75,7 +75,16 @@ def _check_tiff_complete(path: Path) -> None:
     size = path.stat().st_size
     try:
         with tifffile.TiffFile(path) as tf:
-            for page in tf.pages:
+            pages = list(tf.pages)
+            if pages and _next_ifd_offset(tf, pages[-1].offset) >= size:
+                # the chain of pages points past the end: the tail (often the label, macro and
+                # the vendor's metadata pages) is missing, and OpenSlide would not read it
+                raise SlideError(
+                    "the file is truncated (its list of pages points past its end)",
+                    path,
+                    "copy or download it again",
+                )
+            for page in pages:
                 offsets = getattr(page, "dataoffsets", ())
                 counts = getattr(page, "databytecounts", ())
                 if (
@@ -95,3 +104,22 @@ def _check_tiff_complete(path: Path) -> None:
             path,
             "copy or download it again",
         ) from exc
+
+
+def _next_ifd_offset(tf: object, ifd_offset: int) -> int:
+    """The 'next page' offset stored at the end of the TIFF directory at ``ifd_offset``."""
+    import struct
+
+    tiff = tf.tiff  # type: ignore[attr-defined]
+    fh = tf.filehandle  # type: ignore[attr-defined]
+    fh.seek(ifd_offset)
+    count_bytes = fh.read(tiff.tagnosize)
+    if len(count_bytes) < tiff.tagnosize:
+        return 1 << 62
+    (count,) = struct.unpack(tiff.tagnoformat, count_bytes)
+    fh.seek(ifd_offset + tiff.tagnosize + count * tiff.tagsize)
+    raw = fh.read(tiff.offsetsize)
+    if len(raw) < tiff.offsetsize:
+        return 1 << 62
+    (offset,) = struct.unpack(tiff.offsetformat, raw)
+    return int(offset)

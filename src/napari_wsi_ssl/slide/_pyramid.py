@@ -53,7 +53,7 @@ class SlideStore(MutableMapping):  # type: ignore[type-arg]
             raise KeyError(key) from None
         cw, ch = self.slide.chunk_size(level)
         # a full chunk, edges padded white, as zarr expects; the array is handed over without a copy
-        return self.slide.read_level(level, cx * cw, cy * ch, cw, ch)
+        return self.slide.read_level(level, cx * cw, cy * ch, cw, ch, mark_corrupt=True)
 
     def __contains__(self, key: object) -> bool:
         if key in self._meta:
@@ -94,7 +94,7 @@ class LevelArray:
         ys, xs = key[0], key[1]
         y0, y1, _ = ys.indices(self.shape[0])
         x0, x1, _ = xs.indices(self.shape[1])
-        out = self.slide.read_level(self.level, x0, y0, x1 - x0, y1 - y0)
+        out = self.slide.read_level(self.level, x0, y0, x1 - x0, y1 - y0, mark_corrupt=True)
         return out[:, :, key[2]] if len(key) > 2 else out
 
 

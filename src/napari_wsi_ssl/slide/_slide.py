@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import threading
+import warnings
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -12,12 +14,15 @@ import numpy as np
 from ..errors import SlideError
 from ._backends import Backend, OpenSlideBackend
 from ._open import choose_backend
+from ._tiff import CorruptTileError
 
 if TYPE_CHECKING:
     import dask.array
 
 MIN_PYRAMID_SIDE = 512  # synthesised levels continue until the longest side is below this
 DEFAULT_CHUNK = 512  # chunk side when the file has no tiles
+SYNTH_BLOCK_BYTES = 32 << 20  # file-level pixels read at once for a synthesised level
+DAMAGED_HINT = "the file is damaged: copy or export it again"
 
 
 def open_slide(path: str | Path, mpp: float | None = None) -> Slide:
@@ -62,6 +67,8 @@ class Slide:
             self.mpp = backend.mpp
         self.tile_size: tuple[int, int] | None = backend.tile_sizes[0]
         self._pyramid: list[dask.array.Array] | None = None
+        self._warned_corrupt = False
+        self._warn_lock = threading.Lock()
         self._pyramid_dims, self._pyramid_downsamples = self._plan_pyramid()
 
     # ------------------------------------------------------------------ reading
@@ -91,35 +98,85 @@ class Slide:
             return self.read_level(level, math.floor(x0 / ds), math.floor(y0 / ds), w, h)
         except SlideError:
             raise
+        except CorruptTileError as exc:
+            where = f"tile {exc.index}" if exc.index >= 0 else f"the region at ({x0}, {y0})"
+            raise SlideError(
+                f"{where} of level {level} cannot be decoded ({exc.detail})",
+                self.path,
+                DAMAGED_HINT,
+            ) from exc
         except Exception as exc:
             raise SlideError(
-                f"cannot read a region ({type(exc).__name__}: {exc})", self.path
+                f"the region at ({x0}, {y0}) of level {level} cannot be read "
+                f"({type(exc).__name__}: {exc})",
+                self.path,
+                DAMAGED_HINT,
             ) from exc
 
-    def read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
-        """Read (x, y, w, h) in the pixels of pyramid ``level`` (file or synthesised), padded white."""
+    def read_level(
+        self, level: int, x: int, y: int, w: int, h: int, mark_corrupt: bool = False
+    ) -> np.ndarray:
+        """Read (x, y, w, h) in the pixels of pyramid ``level`` (file or synthesised), padded white.
+
+        With ``mark_corrupt`` (the lazy pyramid that napari displays), tiles that cannot be decoded
+        are drawn as a grey checkerboard and one warning names the file, instead of an error on
+        every redraw; otherwise they raise ``CorruptTileError``.
+        """
         lw, lh = self._pyramid_dims[level]
         ix0, iy0 = max(x, 0), max(y, 0)
         ix1, iy1 = min(x + w, lw), min(y + h, lh)
         inside = ix1 > ix0 and iy1 > iy0
         if inside and (ix0, iy0, ix1, iy1) == (x, y, x + w, y + h):
-            return self._read_inside(level, x, y, w, h)
+            return self._read_inside(level, x, y, w, h, mark_corrupt)
         out = np.full((h, w, 3), 255, np.uint8)
         if inside:
             out[iy0 - y : iy1 - y, ix0 - x : ix1 - x] = self._read_inside(
-                level, ix0, iy0, ix1 - ix0, iy1 - iy0
+                level, ix0, iy0, ix1 - ix0, iy1 - iy0, mark_corrupt
             )
         return out
 
-    def _read_inside(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+    @property
+    def corrupt_tiles(self) -> int:
+        """How many tiles (or unreadable regions) were drawn as marks so far."""
+        return int(getattr(self._backend, "corrupt_tiles", 0)) + self._backend.corrupt_regions
+
+    def _read_inside(
+        self, level: int, x: int, y: int, w: int, h: int, mark_corrupt: bool = False
+    ) -> np.ndarray:
         if level < self.level_count:
-            return self._backend.read(level, x, y, w, h)
-        # a synthesised level: 2x2 mean of the level above
-        above = self.read_level(level - 1, 2 * x, 2 * y, 2 * w, 2 * h)
-        s = above.astype(np.uint16)
-        return ((s[0::2, 0::2] + s[1::2, 0::2] + s[0::2, 1::2] + s[1::2, 1::2] + 2) >> 2).astype(
-            np.uint8
+            if not mark_corrupt:
+                return self._backend.read(level, x, y, w, h)
+            before = self.corrupt_tiles
+            out = self._backend.read(level, x, y, w, h, mark_corrupt=True)
+            if self.corrupt_tiles > before:
+                self._warn_corrupt()
+            return out
+        # a synthesised level: repeated 2x2 means of the last file level, read in bands of rows so
+        # that a deep level of a huge one-level file never holds its whole footprint in memory
+        last = self.level_count - 1
+        halvings = level - last
+        k = 2**halvings
+        rows = max(1, SYNTH_BLOCK_BYTES // (k * k * w * 3))
+        out = np.empty((h, w, 3), np.uint8)
+        for r0 in range(0, h, rows):
+            rh = min(rows, h - r0)
+            block = self.read_level(last, k * x, k * (y + r0), k * w, k * rh, mark_corrupt)
+            out[r0 : r0 + rh] = _halve(block) if k == 2 else _box_reduce(block, k)
+        return out
+
+    def _warn_corrupt(self) -> None:
+        with self._warn_lock:
+            if self._warned_corrupt:
+                return
+            self._warned_corrupt = True
+        message = str(
+            SlideError(
+                "some tiles cannot be decoded and are shown as a grey checkerboard",
+                self.path,
+                DAMAGED_HINT,
+            )
         )
+        warnings.warn(message, UserWarning, stacklevel=3)
 
     def read_scaled(
         self, location: tuple[int, int], size: tuple[int, int], downsample: float
@@ -150,9 +207,10 @@ class Slide:
         """The downsample from level 0 that gives ``mpp`` µm/px."""
         if self.mpp is None:
             raise SlideError(
-                "the slide has no mpp (pixel size)",
+                f"the slide has no mpp (pixel size), so {mpp:g} um/px cannot be found on it",
                 self.path,
-                "give it with --mpp or the mpp setting",
+                "give the slide's mpp (wsi-ssl predict --mpp, the mpp field in napari) "
+                "or work at its native resolution (no working mpp)",
             )
         return float(mpp) / self.mpp[0]
 
@@ -226,3 +284,18 @@ class Slide:
             "objective_power": self.objective_power,
             "tile_size": None if self.tile_size is None else list(self.tile_size),
         }
+
+
+def _halve(image: np.ndarray) -> np.ndarray:
+    """The 2x2 mean (rounded) of an (2h, 2w, 3) uint8 image."""
+    s = image.astype(np.uint16)
+    return ((s[0::2, 0::2] + s[1::2, 0::2] + s[0::2, 1::2] + s[1::2, 1::2] + 2) >> 2).astype(
+        np.uint8
+    )
+
+
+def _box_reduce(image: np.ndarray, k: int) -> np.ndarray:
+    """The k x k box mean of a (k*h, k*w, 3) uint8 image, in one C pass (PIL's reduce)."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).reduce(k))

@@ -7,6 +7,27 @@ from typing import Any
 
 import numpy as np
 
+# a damaged tile, where the caller asked for marks instead of errors: a grey checkerboard of
+# 16 px squares, plainly not tissue (no saturation, so the tissue mask leaves it out)
+MARK_LIGHT, MARK_DARK, MARK_SQUARE = 224, 176, 16
+
+
+class CorruptTileError(Exception):
+    """One tile (or strip) of a TIFF page cannot be read or decoded."""
+
+    def __init__(self, index: int, detail: str) -> None:
+        self.index = index
+        self.detail = detail
+        super().__init__(f"tile {index} cannot be decoded ({detail})")
+
+
+def corrupt_mark(h: int, w: int, x0: int = 0, y0: int = 0) -> np.ndarray:
+    """The (h, w, 3) uint8 checkerboard drawn for unreadable tiles; (x0, y0) keep its phase."""
+    ys = ((np.arange(h) + y0) // MARK_SQUARE)[:, None]
+    xs = ((np.arange(w) + x0) // MARK_SQUARE)[None, :]
+    grey = np.where((ys + xs) % 2 == 0, MARK_LIGHT, MARK_DARK).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
 
 def to_rgb8(arr: np.ndarray) -> np.ndarray:
     """Any (h, w[, s]) image as (h, w, 3) uint8: grey repeated, alpha dropped, wide types scaled."""
@@ -41,6 +62,7 @@ class PageReader:
         self.nx = -(-self.width // self.seg_w)
         self.ny = -(-self.height // self.seg_h)
         self.tile_size = (self.seg_w, self.seg_h) if page.is_tiled else None
+        self.corrupt: set[int] = set()
 
     def _segment(self, index: int) -> np.ndarray:
         page = self.page
@@ -50,14 +72,22 @@ class PageReader:
             self.fh.seek(offset)
             data = self.fh.read(count)
         if len(data) < count:
-            raise OSError(f"tile {index} is cut short: the file is truncated")
-        seg, _, _ = page.decode(data, index, jpegtables=page.jpegtables)
+            raise CorruptTileError(index, "cut short: the file is truncated")
+        try:
+            seg, _, _ = page.decode(data, index, jpegtables=page.jpegtables)
+        except Exception as exc:  # codecs raise their own kinds for damaged data
+            raise CorruptTileError(index, f"{type(exc).__name__}: {exc}") from exc
         if seg is None:
-            raise OSError(f"tile {index} is empty")
+            raise CorruptTileError(index, "the tile is empty")
         return seg.reshape(seg.shape[-3:])  # (length, width, samples)
 
-    def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
-        """The in-bounds region (x, y, w, h) of the page in its own pixels, as (h, w, s)."""
+    def read(self, x: int, y: int, w: int, h: int, mark_corrupt: bool = False) -> np.ndarray:
+        """The in-bounds region (x, y, w, h) of the page in its own pixels, as (h, w, s).
+
+        A tile that cannot be decoded raises :class:`CorruptTileError`, or with ``mark_corrupt``
+        is drawn as the grey checkerboard of :func:`corrupt_mark` (its index is added to
+        ``self.corrupt``).
+        """
         dtype = self.page.dtype
         out_s = 1 if self.planar else self.samples
         planes = self.samples if self.planar else 1
@@ -68,12 +98,31 @@ class PageReader:
                 sx0, sy0 = tx * self.seg_w, ty * self.seg_h
                 ax0, ay0 = max(x, sx0), max(y, sy0)
                 ax1, ay1 = min(x + w, sx0 + self.seg_w), min(y + h, sy0 + self.seg_h)
+                dst = out[ay0 - y : ay1 - y, ax0 - x : ax1 - x]
                 for plane in range(planes):
-                    seg = self._segment(plane * per_plane + ty * self.nx + tx)
+                    try:
+                        seg = self._segment(plane * per_plane + ty * self.nx + tx)
+                    except CorruptTileError as exc:
+                        if not mark_corrupt:
+                            raise
+                        self.corrupt.add(exc.index)
+                        mark = corrupt_mark(ay1 - ay0, ax1 - ax0, ax0, ay0)
+                        dst[...] = _as_samples(mark, self.samples, dtype)
+                        break
                     part = seg[ay0 - sy0 : ay1 - sy0, ax0 - sx0 : ax1 - sx0]
-                    dst = out[ay0 - y : ay1 - y, ax0 - x : ax1 - x]
                     if self.planar:
                         dst[..., plane : plane + out_s] = part
                     else:
                         dst[...] = part
         return out
+
+
+def _as_samples(mark: np.ndarray, samples: int, dtype: np.dtype) -> np.ndarray:
+    """The uint8 RGB mark in a page's own samples and dtype (it becomes the same grey again)."""
+    grey = mark[..., :1]
+    if np.dtype(dtype) != np.uint8:
+        if np.issubdtype(dtype, np.integer):
+            grey = grey.astype(np.float64) * (np.iinfo(dtype).max / 255.0)
+        else:
+            grey = grey / 255.0
+    return np.repeat(grey, samples, axis=-1).astype(dtype)
