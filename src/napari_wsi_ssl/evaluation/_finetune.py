@@ -45,8 +45,8 @@ def finetune_patches(
 ) -> Generator[Any, None, Path]:
     """Fine-tune a patch classifier on ``train_dir`` (an ImageFolder) for a fixed budget.
 
-    Validation inside fine-tuning is off (``val_fraction=0``): the budget is fixed, the last
-    weights are kept, and every labelled patch trains the model.
+    Fine-tuning holds out 20% of the labelled patches itself and keeps the weights of the
+    epoch with the lowest validation loss, as a user with that many labels would.
     """
     from ..training import FinetuneConfig, FinetuneData, finetune
 
@@ -60,8 +60,8 @@ def finetune_patches(
         epochs=config.finetune_epochs,
         steps=config.finetune_steps,
         minutes=config.finetune_minutes,
-        val_fraction=0.0,
-        # the feature cache of training cannot take an empty validation set yet
+        val_fraction=0.2,
+        # the feature cache of training cannot take an empty validation set (tiny label sets)
         cache_features=False,
         device=config.device,
         seed=seed,

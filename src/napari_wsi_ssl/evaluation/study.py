@@ -6,8 +6,10 @@ Protocol (paper 2's table, paper 1's comparison), on any labelled patch folder:
    training pool. The test set is never seen by pretraining or fine-tuning.
 2. Pretrain once on the training pool with its labels hidden (reconstruction).
 3. Split the pool into ``folds`` stratified folds. For each fold ``k`` the other folds form the
-   training set and fold ``k`` the validation set; for each label fraction a stratified subset
-   of that training set (at least ``min_per_class`` per class) is labelled.
+   training set (fold ``k`` is left out, so the k training sets differ as in cross-validation);
+   for each label fraction a stratified subset of that training set (at least
+   ``min_per_class`` per class) is labelled. Fine-tuning holds out 20% of those labels to pick
+   its best epoch.
 4. Fine-tune each mode on it: ``full`` and ``frozen-encoder`` from the pretrained weights,
    ``scratch`` from random weights. Score the held-out test set.
 5. Report precision, recall, F1, accuracy and AUC as mean ± sd over the folds.
@@ -30,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .._atomic import atomic_write_text
-from ..errors import AnnotationError, WsiSslError
+from ..errors import AnnotationError, CancelledError, WsiSslError
 from ..events import CancelToken, Log, Progress
 from . import metrics, plots
 from ._common import _check, clean
@@ -179,15 +181,17 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(out_dir: Path, state: dict[str, Any], config: StudyConfig) -> dict[str, Any]:
-    """Write ``study.json``, ``study.md`` and the metric plots; return the summary."""
+def write_outputs(
+    out_dir: Path, state: dict[str, Any], config: StudyConfig, with_plots: bool = True
+) -> dict[str, Any]:
+    """Write ``study.json``, ``study.md`` and (``with_plots``) the metric plots; return the summary."""
     rows = _summarise(state["runs"], config)
     state["summary"] = rows
     atomic_write_text(out_dir / "study.json", json.dumps(clean(state), indent=2) + "\n")
     text = f"# Label-efficiency study\n\n{markdown_table(rows)}"
     atomic_write_text(out_dir / "study.md", text)
     plot_paths = {}
-    for metric in ("f1", "auc", "accuracy"):
+    for metric in ("f1", "auc", "accuracy") if with_plots else ():
         curves = {}
         for mode in config.modes:
             mode_rows = [r for r in rows if r["mode"] == mode]
@@ -234,7 +238,7 @@ def iter_study(
     On cancel, the finished runs stay in ``study.json`` (and the table and plots show them)
     and ``CancelledError`` is raised.
     """
-    from ._finetune import finetune_patches, pretrain_patches
+    from ._finetune import pretrain_patches
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -265,6 +269,45 @@ def iter_study(
 
     plan = [(f, k, m) for f in config.fractions for k in range(config.folds) for m in config.modes]
     done = {(r["fraction"], r["fold"], r["mode"]) for r in state["runs"]}
+    try:
+        yield from _run_plan(
+            plan,
+            done,
+            patches,
+            folds,
+            pretrained,
+            test_images,
+            test_labels,
+            work,
+            out,
+            state,
+            config,
+            cancel,
+        )
+    except CancelledError:
+        write_outputs(out, state, config)
+        raise
+    yield Progress(len(plan), len(plan), message="done")
+    shutil.rmtree(work, ignore_errors=True)
+    return write_outputs(out, state, config)
+
+
+def _run_plan(
+    plan: list[tuple[float, int, str]],
+    done: set[tuple[float, int, str]],
+    patches: PatchSet,
+    folds: list[np.ndarray],
+    pretrained: Path,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    work: Path,
+    out: Path,
+    state: dict[str, Any],
+    config: StudyConfig,
+    cancel: CancelToken | None,
+) -> Generator[Any, None, None]:
+    from ._finetune import finetune_patches
+
     for i, (fraction, fold, mode) in enumerate(plan):
         _check(cancel)
         if (fraction, fold, mode) in done:
@@ -279,16 +322,14 @@ def iter_study(
         init = None if mode == "scratch" else pretrained
         seed = config.seed * 1000 + fold
         yield from finetune_patches(train_dir, init, mode, ckpt, config, seed, cancel)
+        _check(cancel)  # training returns early on cancel: never score a half-trained model
         seconds = time.perf_counter() - start
         scores = yield from _score(ckpt, test_images, test_labels, config.device, config.batch_size)
         run = {"fraction": fraction, "fold": fold, "mode": mode, "n_labelled": int(labelled.size)}
         run.update(scores)
         run["finetune_seconds"] = round(seconds, 1)
         state["runs"].append(clean(run))
-        write_outputs(out, state, config)
-    yield Progress(len(plan), len(plan), message="done")
-    shutil.rmtree(work, ignore_errors=True)
-    return write_outputs(out, state, config)
+        write_outputs(out, state, config, with_plots=False)  # plots once, at the end
 
 
 def run_study(
