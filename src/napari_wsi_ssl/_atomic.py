@@ -26,19 +26,25 @@ def atomic_path(target: str | Path, *, is_dir: bool = False) -> Iterator[Path]:
     """
     target = Path(target)
     parent = target.parent if str(target.parent) else Path(".")
-    if not parent.exists():
-        parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(parent, os.W_OK):
-        raise ExportError("the folder is not writable", parent, "choose another output folder")
-    prefix = f".{target.name}."
-    if is_dir:
-        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=parent)
-        os.close(fd)
-        tmp = Path(name)
-        # mkstemp makes the file private (0600); a finished file gets the usual mode
-        os.chmod(tmp, 0o666 & ~_umask())
+    try:
+        if not parent.exists():
+            parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(parent, os.W_OK):
+            raise ExportError("the folder is not writable", parent, "choose another output folder")
+        prefix = f".{target.name}."
+        if is_dir:
+            tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=parent)
+            os.close(fd)
+            tmp = Path(name)
+            # mkstemp makes the file private (0600); a finished file gets the usual mode
+            os.chmod(tmp, 0o666 & ~_umask())
+    except OSError as exc:  # a file where a folder should be, a read-only or full disk
+        reason = exc.strerror or type(exc).__name__
+        raise ExportError(
+            f"cannot write here ({reason.lower()})", target, "choose another output folder"
+        ) from exc
     try:
         yield tmp
         if is_dir:
@@ -79,6 +85,17 @@ def _cleanup(tmp: Path, is_dir: bool) -> None:
     else:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def ensure_writable(target: str | Path) -> None:
+    """Raise ExportError now if ``target`` could not be written later (checked with a temporary
+    file beside it, removed at once), so that a long run does not fail only at its first save."""
+    with contextlib.suppress(_Probe), atomic_path(target):
+        raise _Probe  # the temporary file is removed and the target left as it is
+
+
+class _Probe(Exception):
+    """Ends the probe of ``ensure_writable`` without touching the target."""
 
 
 def atomic_write_bytes(target: str | Path, data: bytes) -> Path:
