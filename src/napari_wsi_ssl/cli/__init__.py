@@ -81,6 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"wsi-ssl {args.command}: cancelled; finished work was kept.", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # the file system refused (a file where a folder should be, permissions, a full disk):
+        # the user's to fix, so one line naming the path, like the project's own errors
+        if args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        reason = exc.strerror or str(exc)
+        print(f"wsi-ssl {args.command}: error: {where}{reason}.", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(result, default=_jsonable))
     return 0
