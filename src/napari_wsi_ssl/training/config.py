@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import TrainingError
+
 
 @dataclass(frozen=True)
 class PretrainConfig:
@@ -37,6 +39,9 @@ class PretrainConfig:
     preview_every: int = 50
     resume: bool = False
     default_epochs: int = 200
+
+    def __post_init__(self) -> None:
+        _check_numbers(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "pretrain", **dataclasses.asdict(self)}
@@ -82,6 +87,9 @@ class FinetuneConfig:
     preview_every: int = 50
     resume: bool = False
 
+    def __post_init__(self) -> None:
+        _check_numbers(self)
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "finetune", **dataclasses.asdict(self)}
 
@@ -94,3 +102,17 @@ def lr_factor(
     ``lr_factor(p)`` is 1 before 55%, 0.1 until 80% and 0.01 after (epochs 110 and 160 of 200).
     """
     return float(gamma ** sum(progress >= m for m in milestones))
+
+
+def _check_numbers(config: Any) -> None:
+    """Refuse sizes and budgets that cannot train (a zero batch would divide by zero later)."""
+    for name in ("batch_size", "width", "patch_size"):
+        value = getattr(config, name, None)
+        if value is not None and value < 1:
+            raise TrainingError(f"{name} must be at least 1, got {value}")
+    if not config.lr > 0:
+        raise TrainingError(f"the learning rate must be positive, got {config.lr}")
+    for name in ("epochs", "steps", "minutes"):
+        value = getattr(config, name)
+        if value is not None and value < 0:
+            raise TrainingError(f"--{name} must not be negative, got {value}")
