@@ -76,7 +76,6 @@ class DockBase(Container):
         self._runner = RunController(on_event=self._on_event, on_state=self._on_state)
         self._status = Label(value="")
         self._status.native.setWordWrap(True)
-        self.max_width = 520  # long paths would otherwise widen the dock over the canvas
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._cancel_button.changed.connect(self._on_cancel)
         events = napari_viewer.layers.events
