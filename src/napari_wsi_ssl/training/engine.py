@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .._atomic import ensure_writable
 from ..errors import CheckpointError, TrainingError
 from ..events import CancelToken, Log, Preview, Progress
 from ..models import WsiModel, read_payload, save_checkpoint
@@ -115,6 +116,7 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[i
 def run(job: Job, out: Path, cancel: CancelToken | None = None) -> Generator[Any, None, Path]:
     """Train ``job`` and return the checkpoint path (see module docstring)."""
     out = Path(out)
+    ensure_writable(out)  # before any work: a run must not end unable to save
     device = choose_device(job.device)
     rank, world, device = setup_distributed(device)
     torch.manual_seed(job.seed)
