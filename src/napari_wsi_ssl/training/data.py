@@ -174,6 +174,70 @@ class FinetuneData:
         return cls("nuclei", folder=Path(folder))
 
 
+def check_painted(
+    labels: np.ndarray, downsample: float, slide: Any, region: Region | None = None
+) -> list[int]:
+    """The painted classes a fine-tuning can use; AnnotationError naming the slide otherwise.
+
+    Refused: an annotation whose extent (shape times ``downsample``) is not the slide's, a
+    region outside the slide, fewer than two classes painted inside the region, and a class
+    painted only off the tissue (on the glass, where it would teach the background).
+    """
+    from ..slide import tissue_mask
+
+    path = slide.path
+    w0, h0 = slide.dimensions
+    lh, lw = labels.shape
+    if abs(lw * downsample - w0) > downsample or abs(lh * downsample - h0) > downsample:
+        raise AnnotationError(
+            f"the annotation ({lw} x {lh} px at downsample {downsample:g}) covers "
+            f"{lw * downsample:.0f} x {lh * downsample:.0f} px, not the slide's {w0} x {h0}",
+            path,
+            "paint on the annotation layer made for this slide, or give a mask of its shape",
+        )
+    window = labels
+    if region is not None:
+        x, y, rw, rh = region
+        c0, r0 = max(0, int(x // downsample)), max(0, int(y // downsample))
+        c1 = min(lw, int(np.ceil((x + rw) / downsample)))
+        r1 = min(lh, int(np.ceil((y + rh) / downsample)))
+        if c1 <= c0 or r1 <= r0:
+            raise AnnotationError(
+                f"the region {tuple(region)} lies outside the slide ({w0} x {h0} px)", path
+            )
+        window = labels[r0:r1, c0:c1]
+    present = sorted(int(v) for v in np.unique(window) if v != 0)
+    where = " inside the region" if region is not None else ""
+    if len(present) < 2:
+        raise AnnotationError(
+            f"needs at least two painted classes{where}, found {present or 'none'}",
+            path,
+            "paint tumour (1) and normal tissue (2)" + (" inside the region" if where else ""),
+        )
+    mask, mask_ds = tissue_mask(slide)
+    if mask.any():
+        rng = np.random.default_rng(0)
+        for value in present:
+            rows, cols = np.nonzero(labels == value)
+            if rows.size > 100_000:
+                pick = rng.choice(rows.size, 100_000, replace=False)
+                rows, cols = rows[pick], cols[pick]
+            mr = np.clip(
+                ((rows + 0.5) * downsample / mask_ds).astype(np.int64), 0, mask.shape[0] - 1
+            )
+            mc = np.clip(
+                ((cols + 0.5) * downsample / mask_ds).astype(np.int64), 0, mask.shape[1] - 1
+            )
+            if not mask[mr, mc].any():
+                name = {1: "tumour", 2: "normal"}.get(value, f"class {value}")
+                raise AnnotationError(
+                    f"label {value} ({name}) is painted only outside the tissue",
+                    path,
+                    "paint it on the tissue, not on the glass",
+                )
+    return present
+
+
 def _read_mask(path: Path) -> np.ndarray:
     if not path.is_file():
         raise AnnotationError("no such mask file", path)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import AnnotationError, TrainingError
+from ..errors import TrainingError
 from ..events import CancelToken, Log
 from ..models import WsiModel, build_model, load_checkpoint
 from ..patches import (
@@ -30,7 +30,7 @@ from ..patches import (
     to_uint8,
 )
 from .config import FinetuneConfig
-from .data import FinetuneData, Indexed
+from .data import FinetuneData, Indexed, check_painted
 from .device import autocast_for
 from .engine import Job, run
 
@@ -73,14 +73,10 @@ def _datasets(
         if mpp is None:
             mpp = slide.mpp[0] if slide.mpp else None
         d = 1.0 if mpp is None else slide.downsample_for_mpp(mpp)
+        # the whole annotation's classes name the outputs; the region's must be two or more
+        check_painted(data.labels, data.labels_downsample, slide, data.region)
     labels = LabelArray(data.labels, data.labels_downsample)
     present = sorted(int(v) for v in np.unique(data.labels) if v != 0)
-    if len(present) < 2:
-        raise AnnotationError(
-            f"needs at least two painted classes, found {present or 'none'}",
-            data.slide,
-            "paint tumour (1) and normal tissue (2)",
-        )
     coords, _ = balanced_coords(
         data.labels,
         data.labels_downsample,
