@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from rel_helpers import assert_one_line_error, corrupt_tile, nompp_copy
 
-from conftest import assert_one_line_error, corrupt_tile, nompp_copy
 from napari_wsi_ssl.errors import SlideError
 from napari_wsi_ssl.slide import open_slide, tissue_mask
 from napari_wsi_ssl.slide._tiff import MARK_DARK, MARK_LIGHT
