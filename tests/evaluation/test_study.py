@@ -110,7 +110,9 @@ def test_cancelled_study_keeps_its_outputs(tmp_path: Path, shared_data: Path) ->
 
     token = CancelToken()
     token.cancel()
-    config = StudyConfig(fractions=(1.0,), folds=2, modes=("scratch",), limit=20, width=8, device="cpu")
+    config = StudyConfig(
+        fractions=(1.0,), folds=2, modes=("scratch",), limit=20, width=8, device="cpu"
+    )
     with pytest.raises(CancelledError):
         run_to_end(iter_study(shared_data / "pcam" / "valid", tmp_path, config, cancel=token))
     data = json.loads((tmp_path / "study.json").read_text())
