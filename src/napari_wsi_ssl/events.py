@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,7 +59,14 @@ class Log:
     level: str = "info"
 
 
-Event = Progress | Preview | TilesDone | Log
+@dataclass(frozen=True)
+class StoreReady:
+    """The output store of a prediction exists and can be shown while its tiles fill in."""
+
+    path: Path
+
+
+Event = Progress | Preview | TilesDone | Log | StoreReady
 
 
 class CancelToken:
@@ -87,4 +95,13 @@ def run_to_end(gen: Any) -> Any:
             return stop.value
 
 
-__all__ = ["CancelToken", "Event", "Log", "Preview", "Progress", "TilesDone", "run_to_end"]
+__all__ = [
+    "CancelToken",
+    "Event",
+    "Log",
+    "Preview",
+    "Progress",
+    "StoreReady",
+    "TilesDone",
+    "run_to_end",
+]

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointError, WsiSslError
-from ..events import CancelToken, Log, TilesDone
+from ..events import CancelToken, Log, StoreReady, TilesDone
 from .config import PredictConfig
 from .nuclei import (
     global_ids,
@@ -26,7 +26,7 @@ from .store import MapWriter, hash_key, open_root, slide_fingerprint
 from .tiling import Box, TileGrid, make_grid, order_tiles, tissue_tiles
 
 FORMAT = 1
-Events = Generator[TilesDone | Log, None, Path]
+Events = Generator[TilesDone | Log | StoreReady, None, Path]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -131,6 +131,7 @@ def predict_opened(
             "format": FORMAT,
         },
     )
+    yield StoreReady(path)
     todo_tumour = ck_sha is not None and not _complete(root, "tumour", tkey)
     todo_nuclei = config.nuclei and not _complete(root, "nuclei", nkey)
     if not (todo_tumour or todo_nuclei):
@@ -220,7 +221,8 @@ def _tumour_job(
             slide.dimensions, d, config.classify_tiles, 0, region, cell=ckpt.patch_size
         )
     else:
-        grid = make_grid(slide.dimensions, d, config.tile_size, config.margin, region)
+        tile, margin = config.window(ckpt.patch_size)
+        grid = make_grid(slide.dimensions, d, tile, margin, region)
     writer = MapWriter.create(root, "tumour", grid, config.dtype, slide.mpp, key)
     predictor = TorchPredictor(ckpt.model, device, "logits" if classify else "seg")
     m, t, p = grid.margin, grid.tile, ckpt.patch_size
@@ -273,7 +275,11 @@ def _nuclei_job(
     d = _downsample(slide, mpp)
     px_mpp = d * slide.mpp[0] if slide.mpp is not None else None
     diameter_px = config.nuclei_diameter_um / (px_mpp or 0.5)
-    margin = max(32, 32 * math.ceil(2.5 * diameter_px / 32)) if ckpt is None else config.margin
+    margin = (
+        max(32, 32 * math.ceil(2.5 * diameter_px / 32))
+        if ckpt is None
+        else config.window(ckpt.patch_size)[1]
+    )
     t = config.nuclei_tile_size
     grid = make_grid(slide.dimensions, d, t, margin, region)
     writer = MapWriter.create(root, "nuclei", grid, "int32", slide.mpp, key)
