@@ -118,3 +118,26 @@ def test_bad_inputs(synthetic, patch_folder: Path, tmp_path: Path) -> None:
                 tmp_path / "x.pt",
             )
         )
+
+
+def test_without_validation_set_the_latest_weights_are_saved(
+    synthetic, pretrained: Path, tmp_path: Path
+) -> None:
+    """No held-out patches: cached frozen features still work, and the file holds the last epoch."""
+    cfg = FinetuneConfig(
+        **FAST, task="segment", mode="frozen-encoder", num_patches=16, epochs=2, val_fraction=0.0
+    )
+    out = run_to_end(finetune(_painted(synthetic), cfg, tmp_path / "noval.pt", init=pretrained))
+    ck = load_checkpoint(out)
+    first = run_to_end(
+        finetune(
+            _painted(synthetic),
+            FinetuneConfig(**{**cfg.__dict__, "epochs": 1}),
+            tmp_path / "one.pt",
+            init=pretrained,
+        )
+    )
+    # two epochs moved the head past where one epoch left it
+    one = load_checkpoint(first).model.state_dict()
+    moved = [k for k, v in ck.model.state_dict().items() if not torch.equal(v, one[k])]
+    assert moved, "the saved weights are those of the first epoch"

@@ -209,8 +209,11 @@ def run(job: Job, out: Path, cancel: CancelToken | None = None) -> Generator[Any
             yield Progress(
                 st["step"], total, metrics.get("val_loss"), st["epoch"], None, metrics, "validation"
             )
-            val = metrics.get("val_loss", float("inf"))
-            if st["best_val"] is None or val < st["best_val"]:
+            # no validation set: no best epoch to keep, the latest weights are saved
+            val = metrics.get("val_loss")
+            if val is None:
+                pass
+            elif st["best_val"] is None or val < st["best_val"]:
                 st["best_val"], st["bad"] = val, 0
                 best_state = copy.deepcopy(model.state_dict())
             elif complete:

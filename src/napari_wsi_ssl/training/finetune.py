@@ -242,7 +242,8 @@ def finetune(
             return
         yield Log("caching frozen encoder features")
         job.train_set = _cache(model, train_set, device, cfg)
-        holder["val"] = _cache(model, val_set, device, cfg)
+        if len(val_set):  # type: ignore[arg-type]
+            holder["val"] = _cache(model, val_set, device, cfg)
 
     epochs = (
         cfg.epochs
