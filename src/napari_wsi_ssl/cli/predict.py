@@ -45,7 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mpp", type=float, default=None, help="slide µm/px (overrides the file's)"
     )
-    parser.add_argument("--tile-size", type=int, default=512, help="tile size in working pixels")
+    parser.add_argument(
+        "--tile-size",
+        type=int,
+        default=None,
+        help="core tile in working pixels (default: windows the size of the training patches)",
+    )
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--float16", action="store_true", help="store float16 instead of uint8")

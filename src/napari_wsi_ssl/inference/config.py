@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,9 +18,12 @@ class PredictConfig:
     tile_size
         Core tile (and zarr chunk) size in pixels of the working resolution; a power of 2 >= 32,
         so tile origins stay aligned with the network's stride and every pyramid level.
+        ``None`` (the default) sizes the window, core plus margins, like the checkpoint's
+        training patches (see :func:`window_for_patch`): a network trained on small patches
+        judges a much larger window differently, so larger tiles are faster but not the same.
     margin
         Context added on each side of a tile and cropped away after the forward pass, so tiles
-        stitch without seams; a multiple of 32.
+        stitch without seams; a multiple of 32. ``None``: chosen with ``tile_size``.
     batch_size
         Tiles per forward pass.
     read_workers, prefetch_batches
@@ -50,8 +54,8 @@ class PredictConfig:
         Physical nuclei parameters (marker distance ``None``: 0.45 * diameter).
     """
 
-    tile_size: int = 512
-    margin: int = 64
+    tile_size: int | None = None
+    margin: int | None = None
     batch_size: int = 4
     read_workers: int = 2
     prefetch_batches: int = 2
@@ -72,14 +76,24 @@ class PredictConfig:
     def __post_init__(self) -> None:
         for name in ("tile_size", "nuclei_tile_size"):
             v = getattr(self, name)
+            if v is None:
+                continue
             if v < 32 or v & (v - 1):
                 raise WsiSslError(f"{name} must be a power of 2 of at least 32, got {v}")
-        if self.margin < 0 or self.margin % 32:
+        if self.margin is not None and (self.margin < 0 or self.margin % 32):
             raise WsiSslError(f"margin must be a non-negative multiple of 32, got {self.margin}")
         if self.dtype not in ("uint8", "float16"):
             raise WsiSslError(f"dtype must be 'uint8' or 'float16', got {self.dtype!r}")
         if self.batch_size < 1:
             raise WsiSslError(f"batch_size must be at least 1, got {self.batch_size}")
+
+    def window(self, patch_size: int) -> tuple[int, int]:
+        """(tile, margin) for a checkpoint trained on ``patch_size`` patches."""
+        tile, margin = window_for_patch(patch_size)
+        return (
+            self.tile_size if self.tile_size is not None else tile,
+            self.margin if self.margin is not None else margin,
+        )
 
     def tumour_key(self) -> dict[str, Any]:
         """The fields that change the tumour map (part of the cache key)."""
@@ -91,3 +105,16 @@ class PredictConfig:
         """The fields that change the nuclei labels."""
         d = asdict(self)
         return {k: v for k, v in d.items() if k.startswith("nuclei") or k == "slide_mpp"}
+
+
+def window_for_patch(patch_size: int) -> tuple[int, int]:
+    """The (tile, margin) whose window, tile + 2 * margin, is about a training patch.
+
+    The core is the largest power of 2 up to half the patch, and the margin the multiple of 32
+    that fills the rest: 128 -> (64, 32), 256 -> (128, 64), 96 -> (32, 32), 300 -> (128, 96).
+    """
+    tile = 32
+    while tile * 4 <= patch_size:
+        tile *= 2
+    margin = 32 * math.ceil(max(patch_size - tile, 0) / 2 / 32)
+    return tile, margin

@@ -18,7 +18,7 @@ from napari.layers import Shapes
 from napari.utils.notifications import show_error, show_info
 
 from ...errors import WsiSslError
-from ...events import CancelToken, TilesDone
+from ...events import CancelToken, StoreReady, TilesDone
 from ._annotations import (
     SlideGeometry,
     is_slide_layer,
@@ -47,7 +47,7 @@ class PredictRequest:
     nuclei_checkpoint: Path | None = None
     region_xywh: tuple[int, int, int, int] | None = None
     visible_first: tuple[int, int, int, int] | None = None
-    tile_size: int = 512
+    tile_size: int | None = None  # None: windows the size of the training patches
 
 
 def predict_run(request: PredictRequest, cancel: CancelToken) -> Generator[Any, None, Path]:
@@ -72,25 +72,6 @@ def predict_run(request: PredictRequest, cancel: CancelToken) -> Generator[Any, 
     return result
 
 
-def find_store(out_dir: Path, slide_path: Path) -> Path | None:
-    """The store of ``slide_path`` in ``out_dir`` written last (the run in progress)."""
-    import zarr
-
-    best: tuple[float, Path] | None = None
-    for candidate in out_dir.glob("*.ome.zarr"):
-        try:
-            mtime = max(candidate.stat().st_mtime, (candidate / ".zattrs").stat().st_mtime)
-            attrs = zarr.open_group(str(candidate), mode="r").attrs.get("napari_wsi_ssl", {})
-        except (OSError, ValueError, KeyError):
-            continue
-        if Path(str(attrs.get("slide", ""))).resolve() != slide_path.resolve():
-            continue
-        if best is None or mtime > best[0]:
-            best = (mtime, candidate)
-    # a store computed before (cached) keeps its old time: take the newest, however old
-    return None if best is None else best[1]
-
-
 class PredictionDisplay:
     """Runs a prediction on a controller and keeps the viewer's layers in step with its store."""
 
@@ -100,13 +81,12 @@ class PredictionDisplay:
         self.store: Path | None = None
         self.layers: dict[str, Any] = {}
         self._request: PredictRequest | None = None
-        self._started = 0.0
         self._last_refresh = 0.0
 
     def start(self, request: PredictRequest, on_done: Any = None) -> bool:
         self._request = request
         self.store = None
-        self._started = time.time()
+        self.layers = {}
 
         def done(outcome: Outcome) -> None:
             if outcome.value is not None:
@@ -120,27 +100,24 @@ class PredictionDisplay:
         )
 
     def handle(self, event: Any) -> None:
-        """Show the store as soon as it exists; refresh its layers as tiles finish."""
-        request = self._request
-        if request is None or request.slide.slide_path is None:
+        """Show the store once its first tiles are written; refresh its layers as more finish."""
+        if isinstance(event, StoreReady):
+            self.store = Path(event.path)
             return
-        if self.store is None:
-            self.store = find_store(request.out_dir, request.slide.slide_path)
-            if self.store is not None:
-                self._attach()
+        if self.store is None or not isinstance(event, TilesDone):
             return
-        if (
-            isinstance(event, TilesDone)
-            and time.monotonic() - self._last_refresh > REFRESH_INTERVAL_S
-        ):
+        if not self.layers:
+            self._attach()
+            self._last_refresh = time.monotonic()
+        elif time.monotonic() - self._last_refresh > REFRESH_INTERVAL_S:
             refresh_layers(self.viewer, self.store)
             self._last_refresh = time.monotonic()
 
     def _attach(self) -> None:
         if self.store is None or self._request is None or not self.store.exists():
             return
+        # a layer already showing this store is refreshed, a new one reads what it shows
         self.layers = show_store(self.viewer, self.store, self._request.slide)
-        refresh_layers(self.viewer, self.store)
 
 
 class PredictWidget(DockBase):
@@ -171,7 +148,12 @@ class PredictWidget(DockBase):
                 napari_viewer, lambda layer: isinstance(layer, Shapes), "whole slide"
             ),
         )
-        self._tile = ComboBox(label="tile size", choices=[128, 256, 512, 1024], value=512)
+        self._tile = ComboBox(
+            label="tile size",
+            choices=[("as trained", 0), ("128", 128), ("256", 256), ("512", 512), ("1024", 1024)],
+            value=0,
+            tooltip="'as trained' sizes each window like the model's training patches",
+        )
         self._cache = FileEdit(label="cache folder", mode=FileDialogMode.EXISTING_DIRECTORY)
         self._cache.value = DEFAULT_CACHE
         self._predict_button = PushButton(text="Predict")
@@ -234,7 +216,7 @@ class PredictWidget(DockBase):
             nuclei_checkpoint=nuclei_ckpt,
             region_xywh=region,
             visible_first=visible_box_level0(layer),
-            tile_size=int(self._tile.value),
+            tile_size=int(self._tile.value) or None,
         )
 
     def _on_predict(self, *_: Any) -> None:
@@ -250,7 +232,7 @@ class PredictWidget(DockBase):
     def _on_event(self, event: Any) -> None:
         self.display.handle(event)
         if isinstance(event, TilesDone) and event.total:
-            self.set_status(f"{event.done}/{event.total} tiles")
+            self.set_progress_status(f"{event.done}/{event.total} tiles")
 
     def _on_done(self, outcome: Outcome) -> None:
         if outcome.ok and self.display.store is not None:
