@@ -30,6 +30,7 @@ def _loaded_after_import(module: str) -> set[str]:
         "napari_wsi_ssl.inference",
         "napari_wsi_ssl.evaluation",
         "napari_wsi_ssl.export",
+        "napari_wsi_ssl.benchmark",
         "napari_wsi_ssl.cli",
     ],
 )

@@ -100,7 +100,7 @@ def _naive_rate(slide_path: Path, ckpt: Path, n_tiles: int, config: BenchConfig)
             x0 = int(rng.integers(0, max(1, w - read)) * level_ds)
             y0 = int(rng.integers(0, max(1, h - read)) * level_ds)
             img = raw.read_region((x0, y0), level, (read, read)).convert("RGB").resize((side, side))
-            t = torch.from_numpy(np.asarray(img)).permute(2, 0, 1)[None].float() / 255
+            t = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255
             prob = torch.softmax(ck.model(t)["seg"], 1)[0, 1].numpy()
             m = (side - config.infer_tile) // 2
             core = prob[m : m + config.infer_tile, m : m + config.infer_tile]

@@ -1,0 +1,66 @@
+"""Open a result folder in napari: the slide, the prediction overlays and the plugin's docks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import WsiSslError
+
+DOCKS = ("Pretrain", "Fine-tune", "Predict", "Evaluate", "Export")
+
+
+def _describe(folder: Path, store: Path | None) -> tuple[Path, Path | None]:
+    """The slide and prediction store of a demo folder (``result.json``) or of a slide path."""
+    if folder.is_dir() and (folder / "result.json").is_file():
+        result = json.loads((folder / "result.json").read_text())
+        slide = Path(result["slide"])
+        if store is None and result.get("prediction"):
+            store = Path(result["prediction"])
+        return slide, store
+    if folder.exists():
+        return folder, store
+    raise WsiSslError("no such folder or slide", folder, "give a demo output folder or a slide")
+
+
+def open_result(
+    folder: str | Path, store: str | Path | None = None, screenshot: str | Path | None = None
+) -> dict[str, Any]:
+    """Show the slide with its overlays and the docks; with ``screenshot``, save it and close."""
+    import napari
+
+    from .widgets._annotations import slide_geometry
+    from .widgets._layers import show_store
+
+    slide, store_path = _describe(Path(folder), Path(store) if store else None)
+    viewer = napari.Viewer(title=f"napari-wsi-ssl: {slide.name}", show=True)
+    layers = viewer.open(slide, plugin="napari-wsi-ssl")
+    shown: dict[str, Any] = {}
+    if store_path is not None and store_path.exists():
+        shown = show_store(viewer, store_path, slide_geometry(layers[0]))
+    # the Predict dock last, so that it is the tab in front
+    for name in sorted(DOCKS, key=lambda n: n == "Predict"):
+        viewer.window.add_plugin_dock_widget("napari-wsi-ssl", name, tabify=True)
+    viewer.layers.selection.active = layers[0]  # the slide's controls, not a brush's
+    viewer.reset_view()
+    viewer.camera.zoom *= 1.1
+    info = {
+        "slide": str(slide),
+        "store": str(store_path) if store_path else None,
+        "layers": list(shown),
+    }
+    if screenshot is None:
+        napari.run()
+        return info
+    target = Path(screenshot)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    from qtpy.QtWidgets import QApplication
+
+    viewer.window._qt_window.resize(1500, 950)
+    for _ in range(20):  # let the tiles of every layer arrive before the picture
+        QApplication.processEvents()
+    viewer.screenshot(str(target), canvas_only=False, flash=False)
+    viewer.close()
+    info["screenshot"] = str(target)
+    return info

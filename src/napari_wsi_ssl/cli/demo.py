@@ -1,0 +1,267 @@
+"""``wsi-ssl demo``: the whole user's path, headless, on the synthetic slide or a given one.
+
+synth -> pretrain -> fine-tune from the ground-truth mask (standing in for brush strokes) ->
+predict the tumour map and nuclei -> evaluate against the ground truth -> export -> a napari
+screenshot. Everything lands in one folder, described by ``result.json``, which
+``wsi-ssl view`` opens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--out", type=Path, default=Path("demo_out"), help="output folder")
+    parser.add_argument("--slide", type=Path, help="run on this slide instead of the synthetic one")
+    parser.add_argument(
+        "--mask", type=Path, help="tumour mask or GeoJSON of --slide, for fine-tuning"
+    )
+    parser.add_argument("--size", type=int, default=4096, help="synthetic slide size in px")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mpp", type=float, default=2.0, help="working resolution (µm/px)")
+    parser.add_argument("--patch-size", type=int, default=128)
+    parser.add_argument("--width", type=int, default=16, help="model width (64 is full ResNet34)")
+    parser.add_argument("--pretrain-minutes", type=float, default=1.0, help="pretraining budget")
+    parser.add_argument("--finetune-minutes", type=float, default=1.5, help="fine-tuning budget")
+    parser.add_argument("--pretrain-steps", type=int, help="a step budget instead of minutes")
+    parser.add_argument("--finetune-steps", type=int, help="a step budget instead of minutes")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-screenshot", action="store_true", help="skip demo.png")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from ..errors import WsiSslError
+    from ._progress import drive
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    result: dict[str, Any] = {"out": str(out.resolve())}
+
+    def step(name: str) -> _Timer:
+        return _Timer(name, timings)
+
+    # 1. the slide
+    truth: Any = None
+    if args.slide is None:
+        from ..synthetic import load_synthetic_slide, write_synthetic_slide
+
+        with step("synth"):
+            syn_dir = out / "synthetic"
+            syn = load_synthetic_slide(syn_dir)
+            if syn is None or syn.size != args.size or syn.seed != args.seed:
+                syn = write_synthetic_slide(syn_dir, size=args.size, seed=args.seed)
+        slide_path, mask_path, truth = syn.slide, syn.tumour_mask, syn
+        result["ground_truth"] = {
+            "tumour_mask": str(syn.tumour_mask),
+            "nuclei": str(syn.nuclei_labels),
+        }
+    else:
+        if not args.slide.exists():
+            raise WsiSslError("no such slide", args.slide)
+        slide_path, mask_path = args.slide, args.mask
+    result["slide"] = str(Path(slide_path).resolve())
+    _say(f"slide: {slide_path}")
+
+    # 2. self-supervised pretraining
+    from ..training import FinetuneConfig, FinetuneData, PretrainConfig, finetune, pretrain
+
+    ckpt_dir = out / "checkpoints"
+    pre_cfg = PretrainConfig(
+        preset="unet-resnet34",
+        width=args.width,
+        mpp=args.mpp,
+        patch_size=args.patch_size,
+        batch_size=8,
+        steps=args.pretrain_steps,
+        minutes=None if args.pretrain_steps else args.pretrain_minutes,
+        device=args.device,
+        preview_every=10**9,
+    )
+    with step("pretrain"):
+        pretrained = drive(pretrain([slide_path], pre_cfg, ckpt_dir / "pretrained.pt"), "pretrain")
+    result["pretrained"] = str(pretrained)
+
+    # 3. fine-tuning from the mask (the brush strokes of the GUI)
+    model_path = None
+    if mask_path is not None:
+        data = FinetuneData.from_mask_file(slide_path, mask_path)
+        ft_cfg = FinetuneConfig(
+            task="segment",
+            mode="full",
+            preset="unet-resnet34",
+            width=args.width,
+            batch_size=8,
+            steps=args.finetune_steps,
+            minutes=None if args.finetune_steps else args.finetune_minutes,
+            num_patches=512,
+            device=args.device,
+            preview_every=10**9,
+        )
+        with step("finetune"):
+            model_path = drive(
+                finetune(data, ft_cfg, ckpt_dir / "finetuned.pt", init=pretrained), "fine-tune"
+            )
+        result["checkpoint"] = str(model_path)
+    else:
+        _say("no --mask given: skipping fine-tuning and the tumour map")
+
+    # 4. whole-slide prediction: tumour map and nuclei
+    from ..inference import PredictConfig, predict_slide
+
+    with step("predict"):
+        store = drive(
+            predict_slide(
+                slide_path,
+                model_path,
+                out / "predictions",
+                PredictConfig(nuclei=True, device=args.device, batch_size=16),
+            ),
+            "predict",
+        )
+    result["prediction"] = str(store)
+
+    # 5. evaluation against the ground truth
+    if truth is not None:
+        with step("evaluate"):
+            result["metrics"] = _evaluate(store, truth, out)
+        _say("metrics: " + ", ".join(f"{k} {v:.3f}" for k, v in result["metrics"].items()))
+
+    # 6. exports
+    with step("export"):
+        result["exports"] = _export(store, out / "exports", has_tumour=model_path is not None)
+
+    # 7. the napari screenshot
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    if not args.no_screenshot:
+        with step("screenshot"):
+            result["screenshot"] = str(_screenshot(out))
+    result["seconds"] = {k: round(v, 1) for k, v in timings.items()}
+    result["total_seconds"] = round(sum(timings.values()), 1)
+    from .._atomic import atomic_write_text
+
+    atomic_write_text(out / "result.json", json.dumps(result, indent=2))
+    _say("")
+    _say(f"done in {result['total_seconds']:.0f} s; everything is in {out}/:")
+    for key in ("slide", "pretrained", "checkpoint", "prediction", "screenshot"):
+        if key in result:
+            _say(f"  {key:11s} {result[key]}")
+    for path in result["exports"].values():
+        _say(f"  {'export':11s} {path}")
+    _say(f"open it in napari with:  wsi-ssl view {out}")
+    return result
+
+
+class _Timer:
+    def __init__(self, name: str, into: dict[str, float]) -> None:
+        self.name, self.into = name, into
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+        _say(f"== {self.name}")
+
+    def __exit__(self, *exc: object) -> None:
+        self.into[self.name] = time.perf_counter() - self.start
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _evaluate(store: Path, syn: Any, out: Path) -> dict[str, float]:
+    """Dice of the tumour map and AJI of the nuclei against the synthetic ground truth."""
+    import numpy as np
+    import zarr
+
+    from ..evaluation.instances import aji
+    from ..evaluation.masks import map_on_mask_grid
+    from ..evaluation.metrics import segmentation_metrics
+    from ..synthetic import read_nuclei_labels, read_tumour_mask
+
+    metrics: dict[str, float] = {}
+    root = zarr.open_group(str(store), mode="r")
+    if "tumour" in root:
+        truth = read_tumour_mask(syn)
+        prob = map_on_mask_grid(store, truth.shape, syn.gt_downsample, (syn.mpp, syn.mpp))
+        seg = segmentation_metrics(truth.astype(np.int64), (prob >= 0.5).astype(np.int64))
+        metrics["tumour_dice"] = float(seg["dice"])
+        metrics["tumour_miou"] = float(seg["miou"])
+    if "nuclei" in root:
+        # a central crop at level 0 keeps the comparison cheap on big slides
+        size = min(1024, syn.size)
+        y0 = x0 = (syn.size - size) // 2
+        truth_n = read_nuclei_labels(syn, (x0, y0, size, size))
+        pred_n = np.asarray(root["nuclei"]["0"][y0 : y0 + size, x0 : x0 + size])
+        metrics["nuclei_aji"] = float(aji(truth_n, pred_n))
+    return metrics
+
+
+def _export(store: Path, folder: Path, has_tumour: bool) -> dict[str, str]:
+    """Every export format, through the same code as ``wsi-ssl export``."""
+    from . import export as export_cli
+
+    folder.mkdir(parents=True, exist_ok=True)
+    jobs = [("nuclei", "nuclei.geojson", False), ("nuclei", "nuclei.csv", False)]
+    jobs.append(("nuclei", "nuclei.ome.tif", False))
+    if has_tumour:
+        jobs = [
+            ("tumour", "tumour_mask.ome.tif", False),
+            ("tumour", "tumour_mask.ome.zarr", False),
+            ("tumour", "tumour.geojson", False),
+            ("tumour", "tumour_probability.png", True),
+            *jobs,
+        ]
+    written: dict[str, str] = {}
+    for layer, name, probability in jobs:
+        args = argparse.Namespace(
+            source=str(store),
+            out=str(folder / name),
+            layer=layer,
+            threshold=0.5,
+            probability=probability,
+            mpp=None,
+            json=False,
+        )
+        export_cli.run(args)
+        written[name] = str(folder / name)
+    return written
+
+
+def _screenshot(out: Path) -> Path:
+    """Run ``wsi-ssl view --screenshot`` in a child process, under Xvfb when there is no display."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from ..errors import WsiSslError
+
+    target = out / "demo.png"
+    cmd = [
+        sys.executable,
+        "-m",
+        "napari_wsi_ssl.cli",
+        "view",
+        str(out),
+        "--screenshot",
+        str(target),
+    ]
+    if not os.environ.get("DISPLAY"):
+        xvfb = shutil.which("xvfb-run")
+        if xvfb is None:
+            raise WsiSslError(
+                "no display and no xvfb-run for the screenshot",
+                target,
+                "install xvfb or pass --no-screenshot",
+            )
+        cmd = [xvfb, "-a", "-s", "-screen 0 1600x1000x24", *cmd]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0 or not target.is_file():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise WsiSslError(f"the napari screenshot failed: {tail[0]}", target)
+    return target

@@ -1,0 +1,103 @@
+"""``wsi-ssl demo`` end to end on a small synthetic slide, and ``wsi-ssl view`` taking its screenshot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from napari_wsi_ssl.cli import main
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    rc = main(
+        [
+            "demo",
+            "-o",
+            str(out),
+            "--size",
+            "1024",
+            "--width",
+            "8",
+            "--patch-size",
+            "64",
+            "--pretrain-steps",
+            "2",
+            "--finetune-steps",
+            "3",
+            "--no-screenshot",
+            "--json",
+        ]
+    )
+    assert rc == 0
+    return out
+
+
+def test_demo_writes_every_output(demo_out: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result = json.loads((demo_out / "result.json").read_text())
+    for key in ("slide", "pretrained", "checkpoint", "prediction"):
+        assert Path(result[key]).exists(), key
+    root = zarr.open_group(result["prediction"], mode="r")
+    assert {"tumour", "nuclei"} <= set(root.group_keys())
+    labels = np.asarray(root["nuclei"]["0"])
+    assert labels.max() > 10, "the classical nuclei found nuclei"
+    # the metrics are computed against the generator's ground truth and lie in [0, 1]
+    assert set(result["metrics"]) == {"tumour_dice", "tumour_miou", "nuclei_aji"}
+    assert all(0.0 <= v <= 1.0 for v in result["metrics"].values())
+    assert result["metrics"]["nuclei_aji"] > 0.6
+    exports = result["exports"]
+    assert {Path(p).name for p in exports.values()} >= {
+        "tumour_mask.ome.tif",
+        "tumour.geojson",
+        "nuclei.csv",
+        "nuclei.geojson",
+    }
+    with tifffile.TiffFile(exports["tumour_mask.ome.tif"]) as tif:
+        assert tif.is_ome and tif.series[0].shape[-2:] == root["tumour"]["0"].shape
+    geo = json.loads(Path(exports["nuclei.geojson"]).read_text())
+    assert geo["type"] == "FeatureCollection" and len(geo["features"]) > 10
+
+
+def test_view_screenshot_shows_the_overlays(demo_out: Path, tmp_path: Path) -> None:
+    """The same child process ``demo`` runs for demo.png: a real napari window under Xvfb."""
+    shot = tmp_path / "demo.png"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "napari_wsi_ssl.cli",
+            "view",
+            str(demo_out),
+            "--screenshot",
+            str(shot),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info["layers"] == ["Metastasis probability", "Nuclei"]
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(shot).convert("RGB"))
+    assert rgb.shape[0] > 500 and rgb.shape[1] > 800
+    assert rgb.std() > 20, "the screenshot is not blank"
+    # the slide's pink tissue is on screen
+    r, g, b = (rgb[..., i].astype(int) for i in range(3))
+    assert ((r > 180) & (b > 150) & (g < r - 40)).mean() > 0.05
+
+
+def test_demo_bad_slide_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["demo", "-o", str(tmp_path / "o"), "--slide", str(tmp_path / "missing.svs")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "missing.svs" in err[0]
