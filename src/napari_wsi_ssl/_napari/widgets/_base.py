@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import Container, Label, PushButton
+from qtpy.QtCore import QTimer
 
 from ._annotations import is_slide_layer
 from ._worker import RunController
@@ -64,6 +66,10 @@ def preload_compute() -> None:
     import napari_wsi_ssl.training  # noqa: F401
 
 
+#: Shortest interval between two updates of a dock's running status line, in seconds.
+STATUS_INTERVAL_S = 0.25
+
+
 class DockBase(Container):
     """A dock bound to a viewer, with a main button, a Cancel button and a status line.
 
@@ -73,11 +79,15 @@ class DockBase(Container):
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(labels=True)
         self._viewer = napari_viewer
-        self._runner = RunController(on_event=self._on_event, on_state=self._on_state)
+        self._runner = RunController(
+            on_event=self._on_event, on_state=self._on_state, on_status=self.set_progress_status
+        )
         self._status = Label(value="")
         self._status.native.setWordWrap(True)
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._cancel_button.changed.connect(self._on_cancel)
+        self._status_time = 0.0
+        self._pending_status: str | None = None
         events = napari_viewer.layers.events
         for name in ("inserted", "removed", "moved"):
             getattr(events, name).connect(self._on_layers_changed)
@@ -106,4 +116,23 @@ class DockBase(Container):
             self._status.value = "running…"
 
     def set_status(self, text: str) -> None:
+        self._pending_status = None
         self._status.value = text
+
+    def set_progress_status(self, text: str) -> None:
+        """Show a running count, at most every STATUS_INTERVAL_S (a relayout of the dock each time
+        would add up over hundreds of steps); the last text always shows."""
+        now = time.monotonic()
+        if now - self._status_time >= STATUS_INTERVAL_S:
+            self._status_time = now
+            self.set_status(text)
+            return
+        if self._pending_status is None:
+            QTimer.singleShot(int(STATUS_INTERVAL_S * 1000), self._show_pending_status)
+        self._pending_status = text
+
+    def _show_pending_status(self) -> None:
+        if self._pending_status is not None:
+            self._status_time = time.monotonic()
+            with contextlib.suppress(RuntimeError):
+                self.set_status(self._pending_status)

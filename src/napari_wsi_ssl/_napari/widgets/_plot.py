@@ -1,8 +1,10 @@
-"""Embedded matplotlib canvases for the docks: live curves, a preview strip, report plots.
+"""Plots for the docks: live curves, a preview strip, report plots.
 
-This is the one place the docks use a raw ``QWidget``: magicgui has no plot widget.
-Redraws are throttled, because a training loop may report a step every few milliseconds and a
-full matplotlib draw on every one would stall the event loop.
+This is the one place the docks use raw ``QWidget``s: magicgui has no plot widget.
+The live curves are painted with QPainter and their repaints are throttled, because a training
+loop may report a step every few milliseconds and a matplotlib figure redrawn while a run
+competes for the CPU stalls the event loop for tenths of a second. The report plots (drawn once,
+after a run) use matplotlib.
 """
 
 from __future__ import annotations
@@ -14,12 +16,24 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from qtpy.QtCore import Qt
-from qtpy.QtGui import QImage, QPixmap
-from qtpy.QtWidgets import QLabel, QSizePolicy
+from qtpy.QtCore import QPointF, QRectF, Qt
+from qtpy.QtGui import (
+    QColor,
+    QFont,
+    QFontMetrics,
+    QImage,
+    QPainter,
+    QPen,
+    QPixmap,
+    QPolygonF,
+)
+from qtpy.QtWidgets import QLabel, QSizePolicy, QWidget
 
-#: Shortest interval between two redraws of a live plot, in seconds.
+#: Shortest interval between two repaints of a live plot, in seconds.
 REDRAW_INTERVAL_S = 0.25
+
+#: Line colours of the series of one axes, in the order they appear.
+SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 
 def _style_axes(ax: object) -> None:
@@ -27,35 +41,51 @@ def _style_axes(ax: object) -> None:
     ax.grid(True, alpha=0.3)  # type: ignore[attr-defined]
 
 
-class CurveCanvas(FigureCanvasQTAgg):
-    """Live curves (loss, validation metrics) on one or two axes.
+def nice_ticks(lo: float, hi: float, count: int = 4) -> list[float]:
+    """About ``count`` round values (1, 2 or 5 times a power of ten) spanning ``lo .. hi``."""
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi <= lo:
+        return [float(lo)] if np.isfinite(lo) else []
+    raw = (hi - lo) / max(count - 1, 1)
+    power = 10.0 ** np.floor(np.log10(raw))
+    step = next(m * power for m in (1.0, 2.0, 5.0, 10.0) if m * power >= raw)
+    first = np.ceil(lo / step - 1e-9) * step
+    return [float(v) for v in np.arange(first, hi + step * 1e-6, step)]
 
-    Each named series is appended point by point with :meth:`add_point`; the canvas redraws at
-    most every :data:`REDRAW_INTERVAL_S` seconds, and always on :meth:`flush`.
+
+def _tick_text(value: float, step: float) -> str:
+    if value == 0:
+        return "0"
+    if abs(value) >= 1e4 or abs(value) < 1e-3:
+        return f"{value:.1e}"
+    decimals = max(0, int(-np.floor(np.log10(step)))) if step > 0 else 2
+    return f"{value:.{min(decimals, 4)}f}"
+
+
+class CurveCanvas(QWidget):
+    """Live curves (loss, validation metrics) on one or more axes, painted with QPainter.
+
+    Each named series is appended point by point with :meth:`add_point`; the widget repaints
+    at most every :data:`REDRAW_INTERVAL_S` seconds, and always on :meth:`flush`. A repaint
+    draws a few polylines and labels (about a millisecond), where a matplotlib figure took
+    tenths of a second of the GUI thread while a run competes for the CPU.
 
     Parameters
     ----------
     axes_titles
         One title per axes, e.g. ``("loss", "validation")``.
     height
-        Height of the figure in inches.
+        Height of the plot in inches (at 70 px per inch).
     """
 
     def __init__(self, axes_titles: Sequence[str] = ("loss",), height: float = 2.2) -> None:
-        figure = Figure(figsize=(3.6, height), dpi=90, layout="constrained")
-        super().__init__(figure)
+        super().__init__()
         self.setMinimumHeight(int(height * 70))
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        self._axes = {}
-        for i, title in enumerate(axes_titles):
-            ax = figure.add_subplot(1, len(axes_titles), i + 1)
-            ax.set_title(title, fontsize=8)
-            _style_axes(ax)
-            self._axes[title] = ax
+        self._titles = tuple(axes_titles)
         self._series: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
-        self._lines: dict[tuple[str, str], object] = {}
         self._last_draw = 0.0
         self._dirty = False
+        self.paints = 0
 
     @property
     def series(self) -> dict[tuple[str, str], tuple[list[float], list[float]]]:
@@ -64,22 +94,14 @@ class CurveCanvas(FigureCanvasQTAgg):
 
     def clear(self) -> None:
         """Forget every series (a new run starts)."""
-        for line in self._lines.values():
-            line.remove()  # type: ignore[attr-defined]
-        self._lines.clear()
         self._series.clear()
-        for ax in self._axes.values():
-            legend = ax.get_legend()
-            if legend is not None:
-                legend.remove()
         self.flush()
 
     def add_point(self, axes: str, name: str, x: float, y: float) -> None:
-        """Append one point to a series; redraw if the last redraw is old enough."""
-        if axes not in self._axes or not np.isfinite(y):
+        """Append one point to a series; repaint if the last repaint is old enough."""
+        if axes not in self._titles or not np.isfinite(y):
             return
-        key = (axes, name)
-        xs, ys = self._series.setdefault(key, ([], []))
+        xs, ys = self._series.setdefault((axes, name), ([], []))
         xs.append(float(x))
         ys.append(float(y))
         self._dirty = True
@@ -87,23 +109,110 @@ class CurveCanvas(FigureCanvasQTAgg):
             self.flush()
 
     def flush(self) -> None:
-        """Redraw now if anything changed."""
-        for key, (xs, ys) in self._series.items():
-            line = self._lines.get(key)
-            if line is None:
-                ax = self._axes[key[0]]
-                (line,) = ax.plot(xs, ys, lw=1.2, marker="o", markersize=2.5, label=key[1])
-                self._lines[key] = line
-                if sum(1 for k in self._series if k[0] == key[0]) > 1:
-                    ax.legend(fontsize=7, loc="best")
-            else:
-                line.set_data(xs, ys)  # type: ignore[attr-defined]
-        for ax in self._axes.values():
-            ax.relim()
-            ax.autoscale_view()
-        self.draw_idle()
+        """Schedule a repaint now (Qt merges repeated requests into one paint)."""
+        self.update()
         self._last_draw = time.monotonic()
         self._dirty = False
+
+    # -- painting -------------------------------------------------------------------------
+    def paintEvent(self, _event: Any) -> None:  # noqa: N802 - Qt's name
+        painter = QPainter(self)
+        try:
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+            painter.fillRect(self.rect(), QColor("white"))
+            font = QFont(painter.font())
+            font.setPointSizeF(7.0)
+            painter.setFont(font)
+            n = max(len(self._titles), 1)
+            width = self.width() / n
+            for i, title in enumerate(self._titles):
+                self._paint_axes(painter, title, QRectF(i * width, 0, width, self.height()))
+        finally:
+            painter.end()
+        self.paints += 1
+
+    def _paint_axes(self, painter: QPainter, title: str, box: QRectF) -> None:
+        metrics = QFontMetrics(painter.font())
+        line_h = metrics.height()
+        series = [(k[1], v) for k, v in self._series.items() if k[0] == title and v[0]]
+        xs = [x for _, (sx, _) in series for x in sx]
+        ys = [y for _, (_, sy) in series for y in sy]
+        x_lo, x_hi = (min(xs), max(xs)) if xs else (0.0, 1.0)
+        y_lo, y_hi = (min(ys), max(ys)) if ys else (0.0, 1.0)
+        if x_hi <= x_lo:
+            x_lo, x_hi = x_lo - 0.5, x_hi + 0.5
+        if y_hi <= y_lo:
+            pad = abs(y_lo) * 0.05 or 0.5
+            y_lo, y_hi = y_lo - pad, y_hi + pad
+        else:
+            pad = (y_hi - y_lo) * 0.05
+            y_lo, y_hi = y_lo - pad, y_hi + pad
+        y_ticks = nice_ticks(y_lo, y_hi)
+        x_ticks = nice_ticks(x_lo, x_hi)
+        y_step = y_ticks[1] - y_ticks[0] if len(y_ticks) > 1 else 0.0
+        x_step = x_ticks[1] - x_ticks[0] if len(x_ticks) > 1 else 1.0
+        y_labels = [_tick_text(v, y_step) for v in y_ticks]
+        left = box.left() + 6 + max((metrics.horizontalAdvance(t) for t in y_labels), default=0)
+        plot = QRectF(
+            left, box.top() + line_h + 4, box.right() - left - 8, box.height() - 2 * line_h - 10
+        )
+        if plot.width() < 10 or plot.height() < 10:
+            return
+        painter.setPen(QColor("black"))
+        painter.drawText(
+            QRectF(box.left(), box.top() + 2, box.width(), line_h),
+            int(Qt.AlignmentFlag.AlignHCenter),
+            title,
+        )
+
+        def px(x: float) -> float:
+            return plot.left() + (x - x_lo) / (x_hi - x_lo) * plot.width()
+
+        def py(y: float) -> float:
+            return plot.bottom() - (y - y_lo) / (y_hi - y_lo) * plot.height()
+
+        grid = QPen(QColor(0, 0, 0, 40))
+        for value, text in zip(y_ticks, y_labels, strict=True):
+            y = py(value)
+            painter.setPen(grid)
+            painter.drawLine(QPointF(plot.left(), y), QPointF(plot.right(), y))
+            painter.setPen(QColor("black"))
+            painter.drawText(
+                QRectF(box.left(), y - line_h / 2, left - box.left() - 3, line_h),
+                int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter),
+                text,
+            )
+        for value in x_ticks:
+            x = px(value)
+            painter.setPen(grid)
+            painter.drawLine(QPointF(x, plot.top()), QPointF(x, plot.bottom()))
+            painter.setPen(QColor("black"))
+            painter.drawText(
+                QRectF(x - 30, plot.bottom() + 2, 60, line_h),
+                int(Qt.AlignmentFlag.AlignHCenter),
+                _tick_text(value, x_step if x_step >= 1 else x_step),
+            )
+        painter.setPen(QPen(QColor("black"), 0.8))
+        painter.drawRect(plot)
+        for i, (name, (sx, sy)) in enumerate(series):
+            colour = QColor(SERIES_COLOURS[i % len(SERIES_COLOURS)])
+            painter.setPen(QPen(colour, 1.4))
+            points = [QPointF(px(x), py(y)) for x, y in zip(sx, sy, strict=True)]
+            if len(points) > 1:
+                painter.drawPolyline(QPolygonF(points))
+            if len(points) <= 40:
+                painter.setBrush(colour)
+                for p in points:
+                    painter.drawEllipse(p, 1.6, 1.6)
+                painter.setBrush(Qt.BrushStyle.NoBrush)
+            if len(series) > 1:
+                y = plot.top() + 3 + i * line_h
+                painter.drawLine(
+                    QPointF(plot.right() - 70, y + line_h / 2),
+                    QPointF(plot.right() - 58, y + line_h / 2),
+                )
+                painter.setPen(QColor("black"))
+                painter.drawText(QRectF(plot.right() - 55, y, 53, line_h), 0, name)
 
 
 def plot_progress(canvas: CurveCanvas, event: Any, metrics_axes: str = "loss") -> None:
@@ -196,8 +305,9 @@ class ImageStrip(QLabel):
                 a = np.pad(a, ((0, h - a.shape[0]), (0, 0), (0, 0)), constant_values=255)
             padded += [a, gap]
         strip = np.ascontiguousarray(np.concatenate(padded[:-1], axis=1))
+        data = strip.tobytes()  # alive until the copy below is made
         qimage = QImage(
-            strip.tobytes(),
+            data,
             strip.shape[1],
             strip.shape[0],
             strip.strides[0],

@@ -6,7 +6,8 @@ variable ``NAPARI_WSI_SSL_SYNC=1`` or ``controller.sync = True``, for tests). Ei
 generator runs and the same handlers see its events on the GUI thread:
 
 - ``Progress`` and ``TilesDone`` move a ``napari.utils.progress`` bar in the activity dock;
-- ``Log`` becomes a notification;
+- a warning ``Log`` becomes a notification, an informative one a line in the log and in the
+  dock's status;
 - every event is then passed to the dock's own handler (curves, preview, layer refresh);
 - a :class:`~napari_wsi_ssl.errors.WsiSslError` becomes ``show_error(message)``; a cancelled run
   a short info; the dock stays usable.
@@ -36,6 +37,9 @@ logger = logging.getLogger(__name__)
 SYNC_ENV = "NAPARI_WSI_SSL_SYNC"
 
 EventGenerator = Generator[Any, None, Any]
+
+#: Shortest interval between two updates of the activity-dock progress bar, in seconds.
+BAR_INTERVAL_S = 0.25
 
 
 def sync_default() -> bool:
@@ -81,20 +85,25 @@ class RunController:
         Called on the GUI thread with every event the generator yields.
     on_state
         Called with ``True`` when a run starts and ``False`` when it ends (to enable buttons).
+    on_status
+        Called with the text of informative ``Log`` events (warnings become notifications).
     """
 
     def __init__(
         self,
         on_event: Callable[[Any], None] | None = None,
         on_state: Callable[[bool], None] | None = None,
+        on_status: Callable[[str], None] | None = None,
     ) -> None:
         self.on_event = on_event
         self.on_state = on_state
+        self.on_status = on_status
         self.sync: bool | None = None
         self.token: CancelToken | None = None
         self.worker: Any = None
         self.last_outcome: Outcome | None = None
         self._pbar: progress | None = None
+        self._bar_time = 0.0
         self._running = False
         self._label = ""
         self._on_done: Callable[[Outcome], None] | None = None
@@ -172,7 +181,11 @@ class RunController:
                 if event.level in ("warning", "error"):
                     show_warning(event.message)
                 else:
-                    show_info(event.message)
+                    # a notification per line would pile up toasts (each one a burst of widget
+                    # work on the GUI thread): info goes to the log and the dock's status line
+                    logger.info("%s: %s", self._label, event.message)
+                    if self.on_status is not None:
+                        self.on_status(event.message)
             if self.on_event is not None:
                 self.on_event(event)
         except Exception:  # a display glitch must not end the run
@@ -188,6 +201,11 @@ class RunController:
             step, total = event.done, event.total
         else:
             return
+        # napari's bar runs a nested processEvents on every value it is given: at most a few a second
+        now = time.monotonic()
+        if now - self._bar_time < BAR_INTERVAL_S and not (total and step >= total):
+            return
+        self._bar_time = now
         if total and pbar.total != total:
             pbar.total = total
         if step > pbar.n:

@@ -44,6 +44,10 @@ from .pretrain import BUDGET_UNITS, DEFAULT_DIR, RECENT
 
 TASKS = ("segment", "classify", "nuclei")
 MODES = {"fast (frozen encoder)": "frozen-encoder", "full": "full", "from scratch": "scratch"}
+#: Defaults of the fast mode: a usable map of a painted slide in about a minute on a laptop CPU.
+FAST_PATCHES = 128
+FAST_EPOCHS = 3
+FAST_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class FinetuneRequest:
     budget_unit: str
     patch_size: int | None
     batch_size: int
+    num_patches: int = FAST_PATCHES
     slide: Path | None = None
     labels: np.ndarray | None = None
     labels_downsample: float = 1.0
@@ -95,6 +100,7 @@ def finetune_run(request: FinetuneRequest, cancel: CancelToken) -> Generator[Any
         mode=request.mode,
         patch_size=request.patch_size,
         batch_size=request.batch_size,
+        num_patches=request.num_patches,
         preview_every=10,
         **budget,
     )
@@ -134,12 +140,20 @@ class FinetuneWidget(DockBase):
             tooltip="classify: class sub-folders of patches; nuclei: image/mask pairs",
         )
         self._mode = ComboBox(label="mode", choices=list(MODES), value="fast (frozen encoder)")
-        self._budget = FloatSpinBox(label="budget", value=3, min=0.1, max=100_000, step=1)
+        self._budget = FloatSpinBox(label="budget", value=FAST_EPOCHS, min=0.1, max=100_000, step=1)
         self._unit = ComboBox(label="unit", choices=list(BUDGET_UNITS), value="epochs")
         self._patch = SpinBox(
             label="patch size", value=0, min=0, max=1024, step=32, tooltip="0: the checkpoint's"
         )
-        self._batch = SpinBox(label="batch size", value=8, min=1, max=512)
+        self._batch = SpinBox(label="batch size", value=FAST_BATCH, min=1, max=512)
+        self._patches = SpinBox(
+            label="patches",
+            value=FAST_PATCHES,
+            min=8,
+            max=1_000_000,
+            step=32,
+            tooltip="patches drawn from the painted pixels (tumour and normal balanced)",
+        )
         self._out = FileEdit(
             label="checkpoint out", mode=FileDialogMode.OPTIONAL_FILE, filter="*.pt"
         )
@@ -166,6 +180,7 @@ class FinetuneWidget(DockBase):
                 budget_row,
                 self._patch,
                 self._batch,
+                self._patches,
                 self._out,
                 self._predict_after,
                 self._finetune_button,
@@ -194,7 +209,7 @@ class FinetuneWidget(DockBase):
 
     def set_fields(self, **values: Any) -> None:
         """Set fields by name: slide, annotations, region, checkpoint, task, folder, mode,
-        budget, unit, patch_size, batch_size, out, predict_after."""
+        budget, unit, patch_size, batch_size, num_patches, out, predict_after."""
         fields = {
             "slide": self._image,
             "annotations": self._annotations,
@@ -207,6 +222,7 @@ class FinetuneWidget(DockBase):
             "unit": self._unit,
             "patch_size": self._patch,
             "batch_size": self._batch,
+            "num_patches": self._patches,
             "out": self._out,
             "predict_after": self._predict_after,
         }
@@ -241,6 +257,7 @@ class FinetuneWidget(DockBase):
             "budget_unit": str(self._unit.value),
             "patch_size": int(self._patch.value) or None,
             "batch_size": int(self._batch.value),
+            "num_patches": int(self._patches.value),
         }
         if self._task.value != "segment":
             return FinetuneRequest(**common, folder=optional_path(self._folder))
@@ -285,7 +302,7 @@ class FinetuneWidget(DockBase):
         if isinstance(event, Progress):
             plot_progress(self._curves, event, metrics_axes="validation")
             if event.loss is not None:
-                self.set_status(
+                self.set_progress_status(
                     f"step {event.step}{f'/{event.total}' if event.total else ''}, loss {event.loss:.4f}"
                 )
         elif isinstance(event, Preview):
@@ -293,7 +310,7 @@ class FinetuneWidget(DockBase):
         elif self._phase == "predict":
             self.display.handle(event)
             if isinstance(event, TilesDone) and event.total:
-                self.set_status(f"predicting: {event.done}/{event.total} tiles")
+                self.set_progress_status(f"predicting: {event.done}/{event.total} tiles")
 
     def _on_done(self, outcome: Outcome) -> None:
         self._curves.flush()
@@ -302,10 +319,11 @@ class FinetuneWidget(DockBase):
         path = Path(outcome.value)
         self.last_checkpoint = path
         RECENT["finetune"] = path
+        # no notification here: the prediction starts at once and ends with one
         self.set_status(f"checkpoint: {path}")
-        show_info(f"Fine-tuning finished: {path}")
         layer = self._slide_for_predict
         if not self._predict_after.value or layer is None or layer not in self._viewer.layers:
+            show_info(f"Fine-tuning finished: {path}")
             return
         request = PredictRequest(
             slide=slide_geometry(layer),
@@ -321,3 +339,4 @@ class FinetuneWidget(DockBase):
             self.set_status(
                 f"checkpoint: {self.last_checkpoint}; map cached in {self.display.store}"
             )
+            show_info(f"Fine-tuning finished: {self.last_checkpoint}; the map is shown")

@@ -6,6 +6,7 @@ tiles finish (the visible part of the slide first) and panning never recomputes.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -33,7 +34,9 @@ from ._worker import Outcome, RunController
 DEFAULT_CACHE = Path.home() / ".cache" / "napari-wsi-ssl" / "predictions"
 NUCLEI_CHOICES = ("none", "classical", "model")
 #: Shortest interval between two layer refreshes while tiles come in, in seconds.
-REFRESH_INTERVAL_S = 0.3
+REFRESH_INTERVAL_S = 0.5
+#: Longest wait of a prediction for its layers to be added, in seconds.
+ATTACH_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,29 @@ class PredictRequest:
     region_xywh: tuple[int, int, int, int] | None = None
     visible_first: tuple[int, int, int, int] | None = None
     tile_size: int | None = None  # None: windows the size of the training patches
+
+
+def paced(
+    gen: Generator[Any, None, Path], shown: threading.Event, cancel: CancelToken
+) -> Generator[Any, None, Path]:
+    """``gen``, pausing after its first finished tiles until ``shown`` is set (or 10 s pass).
+
+    Adding the overlay layers is the longest piece of GUI work of a prediction (layer controls,
+    shaders, a first read and draw); the worker waits meanwhile instead of competing with it
+    for the interpreter lock and the CPU.
+    """
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            result: Path = stop.value
+            return result
+        yield event
+        if isinstance(event, TilesDone) and event.done > 0 and not shown.is_set():
+            end = time.monotonic() + ATTACH_WAIT_S
+            while not shown.wait(0.05) and not cancel.cancelled and time.monotonic() < end:
+                pass
+            shown.set()
 
 
 def predict_run(request: PredictRequest, cancel: CancelToken) -> Generator[Any, None, Path]:
@@ -82,6 +108,7 @@ class PredictionDisplay:
         self.layers: dict[str, Any] = {}
         self._request: PredictRequest | None = None
         self._last_refresh = 0.0
+        self._shown = threading.Event()
 
     def start(self, request: PredictRequest, on_done: Any = None) -> bool:
         self._request = request
@@ -95,8 +122,11 @@ class PredictionDisplay:
             if on_done is not None:
                 on_done(outcome)
 
+        shown = self._shown = threading.Event()
         return self.runner.start(
-            lambda token: predict_run(request, token), "Predicting", on_done=done
+            lambda token: paced(predict_run(request, token), shown, token),
+            "Predicting",
+            on_done=done,
         )
 
     def handle(self, event: Any) -> None:
@@ -107,7 +137,10 @@ class PredictionDisplay:
         if self.store is None or not isinstance(event, TilesDone):
             return
         if not self.layers:
-            self._attach()
+            try:
+                self._attach()
+            finally:
+                self._shown.set()  # the worker goes on
             self._last_refresh = time.monotonic()
         elif time.monotonic() - self._last_refresh > REFRESH_INTERVAL_S:
             refresh_layers(self.viewer, self.store)

@@ -232,7 +232,7 @@ class PretrainWidget(DockBase):
             total = f"/{event.total}" if event.total else ""
             epoch = f", epoch {event.epoch}" if event.epoch is not None else ""
             loss = f", loss {event.loss:.4f}" if event.loss is not None else ""
-            self.set_status(f"step {event.step}{total}{epoch}{loss}")
+            self.set_progress_status(f"step {event.step}{total}{epoch}{loss}")
         elif isinstance(event, Preview):
             self._preview.show_images(event.images)
 
