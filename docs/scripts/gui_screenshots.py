@@ -2,11 +2,11 @@
 
 Run under a display, or under Xvfb on a headless machine::
 
-    xvfb-run -a .venv/bin/python docs/scripts/gui_screenshots.py
+    xvfb-run -a .venv/bin/python docs/scripts/gui_screenshots.py [--pretrained PATH]
 
 It walks the user's path on the synthetic slide: open, pretrain, annotate, fine-tune (which
 predicts the map), predict nuclei, evaluate and export, and saves one PNG per step in
-docs/images/gui_*.png. Models are tiny so that it runs in a few minutes on a CPU.
+docs/images/gui_*.png. Models are small so that it runs in a few minutes on a CPU.
 """
 
 from __future__ import annotations
@@ -50,8 +50,12 @@ def _dock(viewer, name: str):
     return widget
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    """``--pretrained PATH``: fine-tune from that checkpoint (a longer pretraining, for a map
+    that follows the tumour) instead of the few steps pretrained in the Pretrain shot."""
     import napari
+
+    pretrained = Path(argv[argv.index("--pretrained") + 1]) if "--pretrained" in argv else None
 
     from napari_wsi_ssl.synthetic import read_tumour_mask, write_synthetic_slide
 
@@ -65,12 +69,13 @@ def main() -> int:
 
     pretrain = _dock(viewer, "Pretrain")
     pretrain.set_fields(
+        preset="unet-resnet34",
         mpp=2.0,
-        patch_size=32,
-        width=8,
+        patch_size=64,
+        width=16,
         budget=12,
         unit="steps",
-        batch_size=4,
+        batch_size=8,
         out=tmp / "pretrained.pt",
     )
     pretrain.pretrain_button.native.click()
@@ -115,10 +120,8 @@ def main() -> int:
     finetune.set_fields(
         slide=slide,
         annotations=annotations,
-        checkpoint=tmp / "pretrained.pt",
-        mode="fast (frozen encoder)",
-        budget=20,
-        unit="steps",
+        checkpoint=pretrained or tmp / "pretrained.pt",
+        mode="fast (frozen encoder)",  # with the dock's defaults of the fast mode
         out=tmp / "finetuned.pt",
     )
     finetune.finetune_button.native.click()
@@ -150,4 +153,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
