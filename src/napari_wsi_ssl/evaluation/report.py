@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import CheckpointError
 from ..events import CancelToken, Log, Progress, run_to_end
 from . import metrics, plots
-from ._common import Events, _check, clean, write_report
+from ._common import Events, _check, _thin_curve, clean, write_report
 from .data import load_patches, read_patch_folder
 from .masks import (
     block_confusions,
@@ -44,15 +44,6 @@ __all__ = [
     "segmentation_report",
     "write_report",
 ]
-
-
-def _thin_curve(
-    fpr: np.ndarray, tpr: np.ndarray, points: int = 256
-) -> tuple[list[float], list[float]]:
-    if fpr.size <= points:
-        return fpr.tolist(), tpr.tolist()
-    idx = np.unique(np.linspace(0, fpr.size - 1, points).round().astype(int))
-    return fpr[idx].tolist(), tpr[idx].tolist()
 
 
 # ------------------------------------------------------------------------------ patches
