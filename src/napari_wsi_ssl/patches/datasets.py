@@ -169,7 +169,9 @@ def _crop_or_resize(
 
     out = [np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR))]
     out += [
-        np.asarray(Image.fromarray(a.astype(np.int32)).resize((size, size), Image.Resampling.NEAREST))
+        np.asarray(
+            Image.fromarray(a.astype(np.int32)).resize((size, size), Image.Resampling.NEAREST)
+        )
         for a in extra
     ]
     return out
