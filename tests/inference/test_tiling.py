@@ -32,7 +32,7 @@ def _whole_image(ckpt_path, image: np.ndarray) -> np.ndarray:
 
 
 def test_tiled_equals_whole_image_in_the_interior(texture, tiny_segment_ckpt, tmp_path):
-    from conftest import ArraySlide
+    from inference_helpers import ArraySlide
 
     slide = ArraySlide(texture)
     ref = _whole_image(tiny_segment_ckpt, texture)
@@ -50,7 +50,7 @@ def test_tiled_equals_whole_image_in_the_interior(texture, tiny_segment_ckpt, tm
 
 
 def test_store_is_ngff_with_physical_scale_and_pyramid(texture, tiny_segment_ckpt, tmp_path):
-    from conftest import ArraySlide
+    from inference_helpers import ArraySlide
 
     cfg = PredictConfig(tile_size=128, margin=32, tissue_only=False, mpp=1.0)
     store = _predict(ArraySlide(texture, mpp=0.5), tiny_segment_ckpt, tmp_path, cfg)
@@ -74,7 +74,7 @@ def test_store_is_ngff_with_physical_scale_and_pyramid(texture, tiny_segment_ckp
 def test_second_call_computes_nothing_and_resume_skips_done_tiles(
     texture, tiny_segment_ckpt, tmp_path, monkeypatch
 ):
-    from conftest import ArraySlide
+    from inference_helpers import ArraySlide
 
     slide = ArraySlide(np.ascontiguousarray(texture[:384, :512]))
     cfg = PredictConfig(
@@ -131,7 +131,7 @@ def _events(gen):
 
 
 def test_visible_first_order_and_region(texture, tiny_segment_ckpt, tmp_path):
-    from conftest import ArraySlide
+    from inference_helpers import ArraySlide
 
     slide = ArraySlide(texture)
     cfg = PredictConfig(tile_size=128, margin=32, tissue_only=False, batch_size=1)
@@ -156,7 +156,7 @@ def test_visible_first_order_and_region(texture, tiny_segment_ckpt, tmp_path):
 
 
 def test_tissue_only_leaves_background_zero(texture, tiny_segment_ckpt, tmp_path):
-    from conftest import ArraySlide
+    from inference_helpers import ArraySlide
 
     mask = np.zeros((704 // 32, 960 // 32), bool)
     mask[:4, :4] = True  # tissue only in the top-left 128 px

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,14 @@ def open_result(
     from qtpy.QtWidgets import QApplication
 
     viewer.window._qt_window.resize(1500, 950)
-    for _ in range(20):  # let the tiles of every layer arrive before the picture
+    # let every layer's tiles arrive and be drawn before the picture (slicing is asynchronous)
+    start = time.monotonic()
+    while time.monotonic() - start < 30:
+        QApplication.processEvents()
+        if time.monotonic() - start > 1.0 and all(layer.loaded for layer in viewer.layers):
+            break
+        time.sleep(0.02)
+    for _ in range(10):
         QApplication.processEvents()
     viewer.screenshot(str(target), canvas_only=False, flash=False)
     viewer.close()
