@@ -81,6 +81,17 @@ def _world_transform(
     return scale, world_translate, downsample
 
 
+def probability_colormap() -> Any:
+    """napari's inferno, transparent at 0 and opaque from 0.3 up: the slide shows through where
+    the model sees no tumour, on white glass as on tissue (additive inferno vanishes on white)."""
+    from napari.utils.colormaps import Colormap, ensure_colormap
+
+    controls = np.linspace(0.0, 1.0, 64)
+    colors = np.asarray(ensure_colormap("inferno").map(controls))
+    colors[:, 3] = np.clip(controls / 0.3, 0.0, 1.0)
+    return Colormap(colors, controls=controls, name="inferno (transparent low)")
+
+
 def show_store(viewer: Any, store: Path, slide: SlideGeometry) -> dict[str, Any]:
     """Add (or point at ``store``) the probability and nuclei layers; return them by name."""
     import zarr
@@ -107,10 +118,10 @@ def show_store(viewer: Any, store: Path, slide: SlideGeometry) -> dict[str, Any]
             scale=scale,
             translate=translate,
             metadata=metadata,
-            colormap="inferno",
+            colormap=probability_colormap(),
             opacity=0.5,
             contrast_limits=(0.0, 1.0),
-            blending="additive",
+            blending="translucent",
         )
     if "nuclei" in root and _levels(root["nuclei"]):
         group = root["nuclei"]
