@@ -184,3 +184,31 @@ def test_missing_mpp(tmp_path: Path, synthetic) -> None:
         assert slide.mpp is None
         with pytest.raises(SlideError, match="nompp.tif"):
             slide.downsample_for_mpp(1.0)
+
+
+def test_tiff_reads_leave_tifffile_pages_alone(synthetic) -> None:
+    """Concurrent reads share one file handle, guarded by the backend's lock.
+
+    tifffile loads big tag values (tile offsets) lazily with a seek of its own; done during a
+    read, outside the lock, it handed another thread's read the wrong bytes. So everything a
+    read needs is taken from the page when the slide opens, and reads never touch the page.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    class Untouchable:
+        def __getattr__(self, name: str) -> object:
+            raise AssertionError(f"a read touched the tifffile page ({name})")
+
+    with open_slide(synthetic.slide) as slide:
+        backend = slide._backend
+        assert backend.name == "tifffile"
+        for reader in backend._readers:
+            reader.page = Untouchable()
+        with ThreadPoolExecutor(4) as pool:
+            tiles = list(
+                pool.map(
+                    lambda k: slide.read_level(k % slide.level_count, 37 * k, 11 * k, 300, 200),
+                    range(16),
+                )
+            )
+    assert all(t.shape == (200, 300, 3) for t in tiles)

@@ -63,18 +63,25 @@ class PageReader:
         self.ny = -(-self.height // self.seg_h)
         self.tile_size = (self.seg_w, self.seg_h) if page.is_tiled else None
         self.corrupt: set[int] = set()
+        # read every tag the decoder needs now, in one thread: tifffile loads large tag values
+        # (the tile offsets) lazily, and a lazy load seeks the shared file handle outside our
+        # lock, which hands another thread's read the wrong bytes
+        self.offsets = np.asarray(page.dataoffsets, dtype=np.int64)
+        self.counts = np.asarray(page.databytecounts, dtype=np.int64)
+        self.jpegtables = page.jpegtables
+        self.decode = page.decode
+        self.dtype = page.dtype
 
     def _segment(self, index: int) -> np.ndarray:
-        page = self.page
-        offset = int(page.dataoffsets[index])
-        count = int(page.databytecounts[index])
+        offset = int(self.offsets[index])
+        count = int(self.counts[index])
         with self.lock:
             self.fh.seek(offset)
             data = self.fh.read(count)
         if len(data) < count:
             raise CorruptTileError(index, "cut short: the file is truncated")
         try:
-            seg, _, _ = page.decode(data, index, jpegtables=page.jpegtables)
+            seg, _, _ = self.decode(data, index, jpegtables=self.jpegtables)
         except Exception as exc:  # codecs raise their own kinds for damaged data
             raise CorruptTileError(index, f"{type(exc).__name__}: {exc}") from exc
         if seg is None:
@@ -88,7 +95,7 @@ class PageReader:
         is drawn as the grey checkerboard of :func:`corrupt_mark` (its index is added to
         ``self.corrupt``).
         """
-        dtype = self.page.dtype
+        dtype = self.dtype
         out_s = 1 if self.planar else self.samples
         planes = self.samples if self.planar else 1
         out = np.empty((h, w, self.samples), dtype)
