@@ -27,9 +27,10 @@ class BenchConfig:
     rounds: int = 5
     width: int = 64
     infer_tile: int = 256
-    infer_batch: int = 16
+    infer_batch: int = 4
+    train_width: int = 32
     train_patch: int = 128
-    train_batch: int = 16
+    train_batch: int = 8
     read_tiles: int = 128
     memory_sizes: tuple[int, int] = (10_000, 50_000)
     only: tuple[str, ...] = ()
@@ -42,6 +43,7 @@ class BenchConfig:
             width=8,
             infer_tile=64,
             infer_batch=4,
+            train_width=8,
             train_patch=32,
             train_batch=4,
             read_tiles=16,

@@ -10,14 +10,16 @@ from pathlib import Path
 from .core import BenchConfig, Figure
 
 _CHILD = r"""
-import json, resource, sys, tempfile
+import json, sys, tempfile
 from pathlib import Path
 from napari_wsi_ssl.events import run_to_end
 from napari_wsi_ssl.inference import PredictConfig, predict_slide
 slide, ckpt, work = sys.argv[1:4]
 with tempfile.TemporaryDirectory(dir=work) as out:
-    store = run_to_end(predict_slide(slide, ckpt, out, PredictConfig(tile_size=256, batch_size=4, nuclei=False)))
-print(json.dumps({"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+    store = run_to_end(predict_slide(slide, ckpt, out, PredictConfig(batch_size=4)))
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child would report its parent's peak
+hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"peak_rss": int(hwm.split()[1]) * 1024}))
 """
 
 

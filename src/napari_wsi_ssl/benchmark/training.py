@@ -26,7 +26,7 @@ def _finetune_step_times(slide: Path, device: Any, config: BenchConfig, steps: i
         task="segment",
         mode="scratch",
         preset="unet-resnet34",
-        width=config.width,
+        width=config.train_width,
         mpp=1.0,
         patch_size=config.train_patch,
         batch_size=config.train_batch,
@@ -61,7 +61,9 @@ def _bare_step_times(device: Any, config: BenchConfig, steps: int) -> list[float
     from ..training import autocast_for
 
     torch.manual_seed(0)
-    model = build_model("unet-resnet34", "segment", num_classes=3, width=config.width).to(device)
+    model = build_model("unet-resnet34", "segment", num_classes=3, width=config.train_width).to(
+        device
+    )
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     p, b = config.train_patch, config.train_batch
@@ -82,7 +84,7 @@ def _bare_step_times(device: Any, config: BenchConfig, steps: int) -> list[float
 
 
 def bench_training(slide: Path, ckpt: Path, device: Any, config: BenchConfig) -> Figure:
-    steps = 8 if config.quick else 30
+    steps = 8 if config.quick else 14
     a: list[float] = []
     b: list[float] = []
     for _ in range(max(1, config.rounds // 2)):
@@ -94,5 +96,9 @@ def bench_training(slide: Path, ckpt: Path, device: Any, config: BenchConfig) ->
         statistics.median(b),
         "steps/s",
         ">= 0.9",
-        extra={"patch": config.train_patch, "batch": config.train_batch, "width": config.width},
+        extra={
+            "patch": config.train_patch,
+            "batch": config.train_batch,
+            "width": config.train_width,
+        },
     )
