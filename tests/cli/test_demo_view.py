@@ -92,9 +92,11 @@ def test_view_screenshot_shows_the_overlays(demo_out: Path, tmp_path: Path) -> N
     rgb = np.asarray(Image.open(shot).convert("RGB"))
     assert rgb.shape[0] > 500 and rgb.shape[1] > 800
     assert rgb.std() > 20, "the screenshot is not blank"
-    # the slide's pink tissue is on screen
-    r, g, b = (rgb[..., i].astype(int) for i in range(3))
-    assert ((r > 180) & (b > 150) & (g < r - 40)).mean() > 0.05
+    # the canvas in the middle shows the slide (bright glass and tissue under the overlays),
+    # not napari's dark empty canvas (about 35 grey)
+    h, w = rgb.shape[:2]
+    centre = rgb[h // 4 : 3 * h // 4, w // 3 : 2 * w // 3]
+    assert centre.mean() > 100, centre.mean()
 
 
 def test_demo_bad_slide_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
