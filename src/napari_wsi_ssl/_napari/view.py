@@ -16,13 +16,26 @@ def _describe(folder: Path, store: Path | None) -> tuple[Path, Path | None]:
     """The slide and prediction store of a demo folder (``result.json``) or of a slide path."""
     if folder.is_dir() and (folder / "result.json").is_file():
         result = json.loads((folder / "result.json").read_text())
-        slide = Path(result["slide"])
+        slide = _locate(Path(result["slide"]), folder)
         if store is None and result.get("prediction"):
-            store = Path(result["prediction"])
+            store = _locate(Path(result["prediction"]), folder)
         return slide, store
     if folder.exists():
         return folder, store
     raise WsiSslError("no such folder or slide", folder, "give a demo output folder or a slide")
+
+
+def _locate(path: Path, folder: Path) -> Path:
+    """A path of ``result.json``; one written relative to another working folder is looked up
+    inside the result folder (e.g. a moved ``demo_out``)."""
+    if path.is_absolute() or path.exists():
+        return path
+    parts = path.parts
+    for k in range(len(parts)):
+        candidate = folder.joinpath(*parts[k:])
+        if candidate.exists():
+            return candidate
+    return path
 
 
 def open_result(
@@ -36,6 +49,7 @@ def open_result(
 
     slide, store_path = _describe(Path(folder), Path(store) if store else None)
     viewer = napari.Viewer(title=f"napari-wsi-ssl: {slide.name}", show=True)
+    viewer.window._qt_window.resize(1500, 950)  # before reset_view, so the slide fills the canvas
     layers = viewer.open(slide, plugin="napari-wsi-ssl")
     shown: dict[str, Any] = {}
     if store_path is not None and store_path.exists():
@@ -44,8 +58,10 @@ def open_result(
     for name in sorted(DOCKS, key=lambda n: n == "Predict"):
         viewer.window.add_plugin_dock_widget("napari-wsi-ssl", name, tabify=True)
     viewer.layers.selection.active = layers[0]  # the slide's controls, not a brush's
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.processEvents()
     viewer.reset_view()
-    viewer.camera.zoom *= 1.1
     info = {
         "slide": str(slide),
         "store": str(store_path) if store_path else None,
@@ -56,9 +72,7 @@ def open_result(
         return info
     target = Path(screenshot)
     target.parent.mkdir(parents=True, exist_ok=True)
-    from qtpy.QtWidgets import QApplication
 
-    viewer.window._qt_window.resize(1500, 950)
     # let every layer's tiles arrive and be drawn before the picture (slicing is asynchronous)
     start = time.monotonic()
     while time.monotonic() - start < 30:

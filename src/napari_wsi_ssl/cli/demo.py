@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     with step("pretrain"):
         pretrained = drive(pretrain([slide_path], pre_cfg, ckpt_dir / "pretrained.pt"), "pretrain")
-    result["pretrained"] = str(pretrained)
+    result["pretrained"] = str(Path(pretrained).resolve())
 
     # 3. fine-tuning from the mask (the brush strokes of the GUI)
     model_path = None
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             model_path = drive(
                 finetune(data, ft_cfg, ckpt_dir / "finetuned.pt", init=pretrained), "fine-tune"
             )
-        result["checkpoint"] = str(model_path)
+        result["checkpoint"] = str(Path(model_path).resolve())
     else:
         _say("no --mask given: skipping fine-tuning and the tumour map")
 
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ),
             "predict",
         )
-    result["prediction"] = str(store)
+    result["prediction"] = str(Path(store).resolve())
 
     # 5. evaluation against the ground truth
     if truth is not None:
@@ -228,7 +228,7 @@ def _export(store: Path, folder: Path, has_tumour: bool) -> dict[str, str]:
             json=False,
         )
         export_cli.run(args)
-        written[name] = str(folder / name)
+        written[name] = str((folder / name).resolve())
     return written
 
 
