@@ -96,7 +96,8 @@ def test_view_screenshot_shows_the_overlays(demo_out: Path, tmp_path: Path) -> N
     # not napari's dark empty canvas (about 35 grey)
     h, w = rgb.shape[:2]
     centre = rgb[h // 4 : 3 * h // 4, w // 3 : 2 * w // 3]
-    assert centre.mean() > 100, centre.mean()
+    bright = (centre.max(axis=-1) > 100).mean()
+    assert bright > 0.25, f"only {bright:.0%} of the canvas centre shows the slide"
 
 
 def test_demo_bad_slide_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
