@@ -219,7 +219,7 @@ def _class_names(folders: list[str]) -> list[str]:
     return folders
 
 
-class ImageFolderPatches(Dataset):
+class ImageFolderPatches(ImageFiles):
     """Labelled patches in ImageFolder layout: ``root/<class>/*.png|jpg`` (``0/``, ``1/`` ... sort numerically).
 
     ``class_names`` maps folders ``0``/``1`` to ``non-tumour``/``tumour`` (the PCam convention).
@@ -253,19 +253,10 @@ class ImageFolderPatches(Dataset):
             self.files += imgs
             targets += [k] * len(imgs)
         self.targets = np.asarray(targets, dtype=np.int64)
-        self.patch_size = patch_size
-        self.augment = augment
-        self.seed = seed
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return len(self.files)
+        super().__init__(self.files, patch_size, augment=augment, seed=seed)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        g = sample_generator(self.seed, self.epoch, index)
-        (rgb,) = _crop_or_resize(_load_rgb(self.files[index]), self.patch_size, g)
-        image, _ = self.augment(to_tensor(rgb), None, g)
-        return {"image": image, "label": torch.tensor(self.targets[index]), "index": index}
+        return {**super().__getitem__(index), "label": torch.tensor(self.targets[index])}
 
 
 def instances_to_classes(instances: np.ndarray) -> np.ndarray:

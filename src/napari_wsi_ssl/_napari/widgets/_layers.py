@@ -92,6 +92,17 @@ def probability_colormap() -> Any:
     return Colormap(colors, controls=controls, name="inferno (transparent low)")
 
 
+def _map_metadata(slide: SlideGeometry, downsample: float, store: Path) -> dict[str, Any]:
+    """What the Export dock and the writers need to place a map on its slide."""
+    return {
+        "slide_path": str(slide.slide_path) if slide.slide_path else None,
+        "mpp": slide.mpp,
+        "downsample": downsample,
+        "store": str(store),
+        "units": slide.units,
+    }
+
+
 def show_store(viewer: Any, store: Path, slide: SlideGeometry) -> dict[str, Any]:
     """Add (or point at ``store``) the probability and nuclei layers; return them by name."""
     import zarr
@@ -103,13 +114,7 @@ def show_store(viewer: Any, store: Path, slide: SlideGeometry) -> dict[str, Any]
         levels = _levels(group)
         data = [ScaledArray(a) if a.dtype == np.uint8 else a for a in levels]
         scale, translate, downsample = _world_transform(group, slide)
-        metadata = {
-            "slide_path": str(slide.slide_path) if slide.slide_path else None,
-            "mpp": slide.mpp,
-            "downsample": downsample,
-            "store": str(store),
-            "units": slide.units,
-        }
+        metadata = _map_metadata(slide, downsample, store)
         shown[PROBABILITY] = _put_layer(
             viewer,
             PROBABILITY,
@@ -126,13 +131,7 @@ def show_store(viewer: Any, store: Path, slide: SlideGeometry) -> dict[str, Any]
     if "nuclei" in root and _levels(root["nuclei"]):
         group = root["nuclei"]
         scale, translate, downsample = _world_transform(group, slide)
-        metadata = {
-            "slide_path": str(slide.slide_path) if slide.slide_path else None,
-            "mpp": slide.mpp,
-            "downsample": downsample,
-            "store": str(store),
-            "units": slide.units,
-        }
+        metadata = _map_metadata(slide, downsample, store)
         shown[NUCLEI] = _put_layer(
             viewer,
             NUCLEI,
