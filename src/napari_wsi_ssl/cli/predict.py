@@ -43,6 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scheduler", default=None, metavar="ADDRESS", help="dask scheduler address"
     )
     parser.add_argument(
+        "--tiles-per-task",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --workers/--scheduler, a slide with more tiles to compute than N (default "
+        "256) is split into tasks of at most N tiles, spread over the workers",
+    )
+    parser.add_argument(
         "--mpp", type=float, default=None, help="slide µm/px (overrides the file's)"
     )
     parser.add_argument(
@@ -93,6 +101,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             region=args.region,
             workers=args.workers,
             scheduler=args.scheduler,
+            tiles_per_task=args.tiles_per_task,
         )
         results = [asdict(r) for r in outcomes]
     failed = [r for r in results if r["error"]]

@@ -1,16 +1,22 @@
-"""Many slides over a dask.distributed cluster: one slide per task, each failure on its own."""
+"""Many slides, and the tiles of big slides, over a dask.distributed cluster.
+
+A slide with few tiles is one task. A bigger one is split into blocks of tiles, one task each
+(see ``tileblocks``). A failure stays with its slide.
+"""
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ..errors import WsiSslError
 from ..events import run_to_end
 from .config import PredictConfig
 from .predict import predict_slide
+from .tileblocks import MapProgress, SlidePlan, error_line, plan_slide, predict_block, reduce_block
+
+TILES_PER_TASK = 256
 
 
 @dataclass(frozen=True)
@@ -35,11 +41,8 @@ def predict_one(
             predict_slide(slide_path, checkpoint_path, out_dir, config, region=region)
         )
         return SlideResult(str(slide_path), str(store))
-    except WsiSslError as exc:
-        return SlideResult(str(slide_path), None, str(exc))
     except Exception as exc:  # noqa: BLE001 - one broken slide must not stop a batch
-        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return SlideResult(str(slide_path), None, f"{slide_path}: {last}")
+        return SlideResult(str(slide_path), None, error_line(slide_path, exc))
 
 
 def predict_many(
@@ -51,6 +54,7 @@ def predict_many(
     region: tuple[int, int, int, int] | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
+    tiles_per_task: int | None = None,
 ) -> list[SlideResult]:
     """Predict several slides, in this process or on a dask.distributed cluster.
 
@@ -60,16 +64,23 @@ def predict_many(
         Start a ``LocalCluster`` of this many single-threaded worker processes.
     scheduler
         Address of a running scheduler (``tcp://host:8786``) to submit to instead.
+    tiles_per_task
+        On a cluster, a slide with more tiles to compute than this is split into blocks of at
+        most this many tiles, each a task of its own; a smaller slide is one task.
+        ``None``: ``TILES_PER_TASK`` (256).
 
-    With neither, slides run one after another here. The stores are the same either way: each
-    slide runs the same deterministic ``predict_slide`` on one worker, writing to ``out_dir``
-    (which must be shared storage for a remote cluster).
+    With neither ``workers`` nor ``scheduler``, slides run one after another here. The stores
+    are the same either way: every tile runs the same deterministic code, and the lower levels
+    are reduced from level 0 exactly as in a single-process run. ``out_dir`` must be shared
+    storage for a remote cluster.
     """
-    args = [str(checkpoint_path) if checkpoint_path else None, str(out_dir), config, region]
+    ckpt = str(checkpoint_path) if checkpoint_path else None
+    names = [str(s) for s in slides]
     if workers is None and scheduler is None:
-        return [predict_one(str(s), *args) for s in slides]  # type: ignore[arg-type]
-    from distributed import Client, LocalCluster
+        return [predict_one(s, ckpt, str(out_dir), config, region) for s in names]
+    from distributed import Client, LocalCluster, as_completed
 
+    block_tiles = TILES_PER_TASK if tiles_per_task is None else max(1, int(tiles_per_task))
     cluster = None
     if scheduler is None:
         # one thread per worker process: torch and the read threads already use the cores
@@ -81,16 +92,71 @@ def predict_many(
         )
     try:
         with Client(cluster if cluster is not None else scheduler) as client:
-            futures = client.map(
-                predict_one,
-                [str(s) for s in slides],
-                *[[a] * len(slides) for a in args],
+            plans = client.map(
+                plan_slide,
+                names,
+                *[[a] * len(names) for a in (ckpt, str(out_dir), config, region, block_tiles)],
                 pure=False,
             )
-            return list(client.gather(futures))
+            index = {fut.key: i for i, fut in enumerate(plans)}
+            outcome: dict[int, Any] = {}
+            for fut, plan in as_completed(plans, with_results=True):
+                outcome[index[fut.key]] = (plan, _submit_blocks(client, plan, ckpt, config, region))
+            results = []
+            for i in range(len(names)):
+                plan, ends = outcome[i]
+                results.append(_slide_result(plan, client.gather(ends)))
+            return results
     finally:
         if cluster is not None:
             cluster.close()
+
+
+def _submit_blocks(
+    client: Any,
+    plan: SlidePlan,
+    ckpt: str | None,
+    config: PredictConfig,
+    region: tuple[int, int, int, int] | None,
+) -> list[Any]:
+    """Submit the blocks of a split slide and, per map, the chain of their reductions; return
+    the futures of each chain's end (a ``MapProgress``)."""
+    ends = []
+    for map_plan, blocks in plan.maps:
+        progress: Any = MapProgress()
+        for i, tiles in enumerate(blocks):
+            block = client.submit(
+                predict_block,
+                plan.slide,
+                ckpt,
+                plan.store,
+                config,
+                region,
+                map_plan.name,
+                map_plan.key,
+                tiles,
+                pure=False,
+            )
+            # reductions first when they are ready: they are short, and they free the results
+            progress = client.submit(
+                reduce_block,
+                progress,
+                block,
+                plan.store,
+                map_plan,
+                i == len(blocks) - 1,
+                pure=False,
+                priority=1,
+            )
+        ends.append(progress)
+    return ends
+
+
+def _slide_result(plan: SlidePlan, maps: list[MapProgress]) -> SlideResult:
+    errors = [m.error for m in maps if m.error]
+    if plan.error or errors:
+        return SlideResult(plan.slide, None, plan.error or errors[0])
+    return SlideResult(plan.slide, plan.store)
 
 
 __all__ = ["SlideResult", "predict_many", "predict_one"]

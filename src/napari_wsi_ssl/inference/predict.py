@@ -106,6 +106,47 @@ def predict_opened(
     mask: tuple[np.ndarray, float] | None = None,
 ) -> Events:
     """``predict_slide`` on an opened slide (``mask``: a precomputed tissue mask and downsample)."""
+    path, root, keys = open_store(slide, checkpoint_path, out_dir, config, region, fingerprint)
+    yield StoreReady(path)
+    if not keys:
+        yield Log(f"{path.name}: already computed, nothing to do")
+        yield TilesDone(0, 0)
+        return path
+    device = choose_device(config.device)
+    if mask is None and config.tissue_only:
+        from ..slide import tissue_mask
+
+        mask = tissue_mask(slide)
+    jobs = make_jobs(slide, checkpoint_path, root, config, region, device, keys, mask)
+    ordered = [(job, order_tiles(job["grid"], job["todo"], visible_first)) for job in jobs]
+    total = sum(len(job["todo"]) for job in jobs)
+    done = 0
+    for job, tiles in ordered:
+        yield Log(
+            f"{job['name']}: {len(tiles)} tiles of {job['grid'].tile} px at "
+            f"{job['grid'].out_downsample:g}x downsample on {device}"
+        )
+        done = yield from run_job(job, tiles, config, done_before=done, total=total, cancel=cancel)
+        job["writer"].mark_complete(len(tiles))
+    return path
+
+
+def open_store(
+    slide: Any,
+    checkpoint_path: str | Path | None,
+    out_dir: str | Path,
+    config: PredictConfig,
+    region: tuple[int, int, int, int] | None,
+    fingerprint: dict[str, Any],
+) -> tuple[Path, Any, dict[str, str]]:
+    """Open (or create) the store of a prediction.
+
+    Returns
+    -------
+    path, root, keys
+        The store, its zarr root group, and the cache key of each map (``"tumour"``,
+        ``"nuclei"``) that is asked for and not complete yet (empty: nothing to do).
+    """
     if checkpoint_path is None and not config.nuclei:
         raise WsiSslError("nothing to predict: give a checkpoint, or ask for nuclei")
     for p in (checkpoint_path, config.nuclei_checkpoint):
@@ -131,33 +172,50 @@ def predict_opened(
             "format": FORMAT,
         },
     )
-    yield StoreReady(path)
-    todo_tumour = ck_sha is not None and not _complete(root, "tumour", tkey)
-    todo_nuclei = config.nuclei and not _complete(root, "nuclei", nkey)
-    if not (todo_tumour or todo_nuclei):
-        yield Log(f"{path.name}: already computed, nothing to do")
-        yield TilesDone(0, 0)
-        return path
-    device = choose_device(config.device)
-    if mask is None and config.tissue_only:
-        from ..slide import tissue_mask
+    keys = {}
+    if ck_sha is not None and not _complete(root, "tumour", tkey):
+        keys["tumour"] = tkey
+    if config.nuclei and not _complete(root, "nuclei", nkey):
+        keys["nuclei"] = nkey
+    return path, root, keys
 
-        mask = tissue_mask(slide)
+
+def make_jobs(
+    slide: Any,
+    checkpoint_path: str | Path | None,
+    root: Any,
+    config: PredictConfig,
+    region: tuple[int, int, int, int] | None,
+    device: Any,
+    keys: dict[str, str],
+    mask: tuple[np.ndarray, float] | None,
+) -> list[dict[str, Any]]:
+    """The jobs of the maps in ``keys`` (see ``open_store``): each a dict of its ``name``,
+    ``grid``, ``writer``, ``todo`` tiles (tissue under ``mask``, not done yet) and the
+    ``prepare``/``compute``/``finish`` steps that ``run_job`` runs."""
     jobs = []
-    if todo_tumour:
-        jobs.append(_tumour_job(slide, checkpoint_path, root, config, region, device, tkey, mask))
-    if todo_nuclei:
-        jobs.append(_nuclei_job(slide, root, config, region, device, nkey, mask))
-    ordered = [(job, order_tiles(job["grid"], job["todo"], visible_first)) for job in jobs]
-    total = sum(len(job["todo"]) for job in jobs)
-    done = 0
-    for job, tiles in ordered:
-        yield Log(
-            f"{job['name']}: {len(tiles)} tiles of {job['grid'].tile} px at "
-            f"{job['grid'].out_downsample:g}x downsample on {device}"
+    if "tumour" in keys:
+        jobs.append(
+            _tumour_job(slide, checkpoint_path, root, config, region, device, keys["tumour"], mask)
         )
-        grid: TileGrid = job["grid"]
-        done = yield from run_tiles(
+    if "nuclei" in keys:
+        jobs.append(_nuclei_job(slide, root, config, region, device, keys["nuclei"], mask))
+    return jobs
+
+
+def run_job(
+    job: dict[str, Any],
+    tiles: list[tuple[int, int]],
+    config: PredictConfig,
+    *,
+    done_before: int = 0,
+    total: int | None = None,
+    cancel: CancelToken | None = None,
+) -> Generator[TilesDone, None, int]:
+    """Compute ``tiles`` of a job into its store (``run_tiles`` with the config's pipeline)."""
+    grid: TileGrid = job["grid"]
+    return (
+        yield from run_tiles(
             tiles,
             job["prepare"],
             job["compute"],
@@ -166,12 +224,11 @@ def predict_opened(
             read_workers=config.read_workers,
             prefetch_batches=config.prefetch_batches,
             box_of=grid.level0_box,
-            done_before=done,
-            total=total,
+            done_before=done_before,
+            total=len(tiles) if total is None else total,
             cancel=cancel,
         )
-        job["writer"].mark_complete(len(tiles))
-    return path
+    )
 
 
 def _complete(root: Any, name: str, key: str) -> bool:
@@ -366,4 +423,4 @@ def _slide_threshold(
     return haematoxylin_threshold(np.concatenate(values)), est
 
 
-__all__ = ["file_sha256", "predict_opened", "predict_slide"]
+__all__ = ["file_sha256", "make_jobs", "open_store", "predict_opened", "predict_slide", "run_job"]

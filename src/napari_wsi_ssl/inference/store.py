@@ -45,6 +45,7 @@ class MapWriter:
         self.group = group
         self.grid = grid
         self.labels = labels
+        self.level0_only = False
         n = 0
         while str(n) in group:
             n += 1
@@ -96,10 +97,25 @@ class MapWriter:
 
     def write_tile(self, ty: int, tx: int, block: np.ndarray) -> None:
         """Write a tile's core block to level 0 and its reduction to every lower level, then
-        mark the tile done."""
+        mark the tile done.
+
+        With ``level0_only`` set, only level 0 is written: a worker that computes some tiles of
+        a slide writes their own chunks, and one process later calls ``reduce_tile`` for each,
+        because the lower levels and ``done`` have chunks shared by several tiles.
+        """
         y0, x0, y1, x1 = self.grid.core_box(ty, tx)
         block = block[: y1 - y0, : x1 - x0]
         self.levels[0][y0:y1, x0:x1] = block
+        if not self.level0_only:
+            self._reduce(ty, tx, block)
+
+    def reduce_tile(self, ty: int, tx: int) -> None:
+        """Write the lower levels of a tile from its level 0 block, then mark it done."""
+        y0, x0, y1, x1 = self.grid.core_box(ty, tx)
+        self._reduce(ty, tx, self.levels[0][y0:y1, x0:x1])
+
+    def _reduce(self, ty: int, tx: int, block: np.ndarray) -> None:
+        y0, x0, _, _ = self.grid.core_box(ty, tx)
         for i in range(1, len(self.levels)):
             f = 2**i
             small = downscale(block, f, self.labels)
