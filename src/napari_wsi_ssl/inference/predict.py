@@ -19,8 +19,8 @@ from .nuclei import (
     haematoxylin_threshold,
     id_quantum,
     nuclei_classical,
-    nuclei_from_probs,
 )
+from .nuclei_stitch import StitchedProbs, split_stitched
 from .runner import TorchPredictor, choose_device, run_tiles
 from .store import MapWriter, hash_key, open_root, slide_fingerprint
 from .tiling import Box, TileGrid, make_grid, order_tiles, tissue_tiles
@@ -332,11 +332,9 @@ def _nuclei_job(
     d = _downsample(slide, mpp)
     px_mpp = d * slide.mpp[0] if slide.mpp is not None else None
     diameter_px = config.nuclei_diameter_um / (px_mpp or 0.5)
-    margin = (
-        max(32, 32 * math.ceil(2.5 * diameter_px / 32))
-        if ckpt is None
-        else config.window(ckpt.patch_size)[1]
-    )
+    # the instance split sees this much around a core: a nucleus on the border lies inside
+    split_margin = max(32, 32 * math.ceil(2.5 * diameter_px / 32))
+    margin = split_margin if ckpt is None else config.window(ckpt.patch_size)[1]
     t = config.nuclei_tile_size
     grid = make_grid(slide.dimensions, d, t, margin, region)
     writer = MapWriter.create(root, "nuclei", grid, "int32", slide.mpp, key)
@@ -344,8 +342,9 @@ def _nuclei_job(
     q = id_quantum(grid.grid[0] * grid.grid[1], t)
 
     def to_core(ty: int, tx: int, labels: np.ndarray) -> np.ndarray:
-        ids = global_ids(labels, (ty * t - margin, tx * t - margin), t, grid.grid, q)
-        return ids[margin : margin + t, margin : margin + t]
+        m = split_margin
+        ids = global_ids(labels, (ty * t - m, tx * t - m), t, grid.grid, q)
+        return ids[m : m + t, m : m + t]
 
     if ckpt is None:
         # one threshold (and, without mpp, one scale) per slide, kept for resumed runs
@@ -380,10 +379,17 @@ def _nuclei_job(
             "finish": writer.write_tile,
         }
 
-    predictor = TorchPredictor(ckpt.model, device, "seg")
+    # every tile splits the same stitched map, so nuclei on tile borders keep one id
+    stitched = StitchedProbs(
+        grid,
+        lambda ty, tx: grid.read_window(slide, ty, tx),
+        TorchPredictor(ckpt.model, device, "seg"),
+        split_margin,
+        config.batch_size,
+    )
 
     def finish(ty: int, tx: int, probs: np.ndarray) -> None:
-        labels = nuclei_from_probs(probs, px_mpp, config.nuclei_min_area_um2)
+        labels = split_stitched(probs, px_mpp, config.nuclei_min_area_um2)
         writer.write_tile(ty, tx, to_core(ty, tx, labels))
 
     return {
@@ -391,8 +397,8 @@ def _nuclei_job(
         "grid": grid,
         "writer": writer,
         "todo": todo,
-        "prepare": lambda ty, tx: grid.read_window(slide, ty, tx),
-        "compute": lambda ws: list(predictor(np.stack(ws))),
+        "prepare": stitched.prepare,
+        "compute": stitched.compute,
         "finish": finish,
     }
 
