@@ -103,8 +103,14 @@ def _map_metadata(slide: SlideGeometry, downsample: float, store: Path) -> dict[
     }
 
 
-def show_store(viewer: Any, store: Path, slide: SlideGeometry) -> dict[str, Any]:
-    """Add (or point at ``store``) the probability and nuclei layers; return them by name."""
+def show_store(
+    viewer: Any, store: Path, slide: SlideGeometry, visible: bool = True
+) -> dict[str, Any]:
+    """Add (or point at ``store``) the probability and nuclei layers; return them by name.
+
+    ``visible=False`` adds new layers hidden, so that adding them (layer controls, visuals) and
+    their first read and draw can run in two turns of the event loop instead of one long one.
+    """
     import zarr
 
     root = zarr.open_group(str(store), mode="r")
@@ -127,6 +133,7 @@ def show_store(viewer: Any, store: Path, slide: SlideGeometry) -> dict[str, Any]
             opacity=0.5,
             contrast_limits=(0.0, 1.0),
             blending="translucent",
+            visible=visible,
         )
     if "nuclei" in root and _levels(root["nuclei"]):
         group = root["nuclei"]
@@ -141,24 +148,40 @@ def show_store(viewer: Any, store: Path, slide: SlideGeometry) -> dict[str, Any]
             translate=translate,
             metadata=metadata,
             opacity=0.7,
+            visible=visible,
         )
     return shown
 
 
 def _put_layer(viewer: Any, name: str, kind: str, data: list[Any], **kwargs: Any) -> Any:
-    """Replace the data of layer ``name`` when it exists, else add it."""
-    if name in viewer.layers:
-        layer = viewer.layers[name]
-        same_store = layer.metadata.get("store") == kwargs["metadata"].get("store")
-        if same_store:
-            layer.refresh()
-            return layer
-        viewer.layers.remove(layer)
+    """Point layer ``name`` at ``data`` when it exists (a new store: its data and placement are
+    replaced in place, which is much cheaper for the GUI than a new layer), else add it."""
     if kwargs["metadata"].get("units"):
         kwargs["units"] = kwargs["metadata"].pop("units")
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        if layer.metadata.get("store") == kwargs["metadata"].get("store"):
+            layer.refresh()
+            return layer
+        if layer.multiscale and layer._type_string == kind:
+            try:
+                _retarget(layer, data, kwargs)
+                return layer
+            except (ValueError, TypeError):  # napari refused the swap: fall back to a new layer
+                pass
+        viewer.layers.remove(layer)
     if kind == "image":
         return viewer.add_image(data, name=name, multiscale=True, **kwargs)
     return viewer.add_labels(data, name=name, multiscale=True, **kwargs)
+
+
+def _retarget(layer: Any, data: list[Any], kwargs: dict[str, Any]) -> None:
+    """Give an existing multiscale layer new levels, placement and metadata."""
+    layer.metadata = kwargs["metadata"]
+    layer.data = data
+    layer.scale = kwargs["scale"]
+    layer.translate = kwargs["translate"]
+    layer.visible = True
 
 
 def refresh_layers(viewer: Any, store: Path) -> None:

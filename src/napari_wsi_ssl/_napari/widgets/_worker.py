@@ -24,6 +24,7 @@ import time
 import traceback
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from napari.utils import progress
@@ -61,8 +62,59 @@ class Outcome:
         return self.error is None and not self.cancelled
 
 
-def _guarded(gen: EventGenerator) -> Generator[Any, None, Outcome]:
-    """Run ``gen`` to its end, yielding its events and returning an :class:`Outcome`."""
+#: Niceness of the compute threads in the GUI (Linux), above the GUI thread's.
+COMPUTE_NICENESS = 10
+
+
+def yield_cpu_to_gui(niceness: int = COMPUTE_NICENESS) -> int:
+    """Run this thread, and the compute threads it will start or that torch already started,
+    at a lower CPU priority than the GUI thread; return how many threads were changed.
+
+    Training and inference use every core; at the same priority the GUI thread waits its turn
+    behind them and the viewer stutters. With a higher niceness the compute threads still get
+    every cycle the GUI leaves idle. Linux only (per-thread niceness); elsewhere nothing
+    happens. Threads a niced thread starts inherit its niceness; torch's OpenMP threads, which
+    may have been started earlier from the GUI thread, are found by name. Qt's own threads
+    (the X event queue among them) and the GUI thread keep theirs.
+    """
+    import sys
+    import threading
+
+    if not sys.platform.startswith("linux"):
+        return 0
+    me, gui = threading.get_native_id(), threading.main_thread().native_id
+    tasks = Path("/proc/self/task")
+    try:
+        main_name = (tasks / str(gui) / "comm").read_text().strip()
+        tids = [int(t.name) for t in tasks.iterdir()]
+    except OSError:
+        tids, main_name = [me], ""
+    changed = 0
+    for tid in tids:
+        if tid == gui:
+            continue
+        if tid != me:
+            try:
+                if (tasks / str(tid) / "comm").read_text().strip() != main_name:
+                    continue  # a named thread: Qt's, napari's, a reader pool's
+            except OSError:
+                continue
+        try:
+            if os.getpriority(os.PRIO_PROCESS, tid) < niceness:
+                os.setpriority(os.PRIO_PROCESS, tid, niceness)
+                changed += 1
+        except OSError:  # the thread is gone, or the system forbids it
+            continue
+    return changed
+
+
+def _guarded(gen: EventGenerator, nice: bool = False) -> Generator[Any, None, Outcome]:
+    """Run ``gen`` to its end, yielding its events and returning an :class:`Outcome`.
+
+    ``nice``: first lower this thread's CPU priority below the GUI's (see :func:`yield_cpu_to_gui`).
+    """
+    if nice:
+        yield_cpu_to_gui()
     start = time.monotonic()
     try:
         value = yield from gen
@@ -103,6 +155,7 @@ class RunController:
         self.worker: Any = None
         self.last_outcome: Outcome | None = None
         self._pbar: progress | None = None
+        self._spare_bar: progress | None = None
         self._bar_time = 0.0
         self._running = False
         self._label = ""
@@ -144,7 +197,7 @@ class RunController:
         self._on_done = on_done
         self._running = True
         self.last_outcome = None
-        self._pbar = progress(total=0, desc=label)
+        self._pbar = self._new_bar(label)
         if self.on_state is not None:
             self.on_state(True)
         if self.sync if self.sync is not None else sync_default():
@@ -159,7 +212,7 @@ class RunController:
             return True
         from napari.qt.threading import create_worker
 
-        worker = create_worker(_guarded, gen, _start_thread=False)
+        worker = create_worker(_guarded, gen, nice=True, _start_thread=False)
         worker.yielded.connect(self._handle)
         worker.returned.connect(self._finish)
         # an error here would be a failure of the thread machinery itself, not of the run
@@ -221,9 +274,9 @@ class RunController:
         self._running = False
         self.worker = None
         self.last_outcome = outcome
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
+        # kept for a run that on_done may start at once (fine-tuning ends by predicting): a new
+        # bar in the activity dock costs the GUI thread far more than resetting this one
+        self._spare_bar, self._pbar = self._pbar, None
         if outcome.cancelled:
             show_info(f"{self._label} cancelled; finished work was kept. {outcome.error}")
         elif isinstance(outcome.error, WsiSslError):
@@ -241,3 +294,17 @@ class RunController:
         except Exception as exc:
             logger.error("finishing %s failed:\n%s", self._label, traceback.format_exc())
             show_error(f"{self._label} failed: {type(exc).__name__}: {exc}")
+        finally:
+            if self._spare_bar is not None:
+                self._spare_bar.close()
+                self._spare_bar = None
+
+    def _new_bar(self, label: str) -> progress:
+        """A progress bar at 0 for ``label``: the last run's, when it is still open, else new."""
+        bar, self._spare_bar = self._spare_bar, None
+        if bar is None:
+            return progress(total=0, desc=label)
+        bar.reset(total=0)
+        bar.events.value(value=0)
+        bar.set_description(label)
+        return bar

@@ -35,6 +35,9 @@ DEFAULT_CACHE = Path.home() / ".cache" / "napari-wsi-ssl" / "predictions"
 NUCLEI_CHOICES = ("none", "classical", "model")
 #: Shortest interval between two layer refreshes while tiles come in, in seconds.
 REFRESH_INTERVAL_S = 0.5
+#: Pause between adding the map layers hidden and showing them, so that the event loop runs
+#: (input, repaints) in between, in milliseconds.
+REVEAL_DELAY_MS = 50
 #: Longest wait of a prediction for its layers to be added, in seconds.
 ATTACH_WAIT_S = 10.0
 
@@ -137,20 +140,46 @@ class PredictionDisplay:
         if self.store is None or not isinstance(event, TilesDone):
             return
         if not self.layers:
-            try:
-                self._attach()
-            finally:
-                self._shown.set()  # the worker goes on
+            self._attach_staged()
             self._last_refresh = time.monotonic()
         elif time.monotonic() - self._last_refresh > REFRESH_INTERVAL_S:
             refresh_layers(self.viewer, self.store)
             self._last_refresh = time.monotonic()
 
-    def _attach(self) -> None:
+    def _attach_staged(self) -> None:
+        """Add the layers hidden now and show them at the turn of the event loop after a short pause.
+
+        Adding a layer and drawing it first cost about 100 ms each on a software-GL display;
+        in one go they would stall the GUI for twice that. The worker waits (``paced``) until
+        the layers are shown. Inline runs (tests, ``sync``) show them at once.
+        """
+        from ._worker import sync_default
+
+        inline = self.runner.sync if self.runner.sync is not None else sync_default()
+        try:
+            self._attach(visible=inline)
+        except Exception:
+            self._shown.set()
+            raise
+        if inline or not self.layers:
+            self._shown.set()  # the worker goes on
+            return
+        from qtpy.QtCore import QTimer
+
+        def reveal() -> None:
+            try:
+                for layer in self.layers.values():
+                    layer.visible = True
+            finally:
+                self._shown.set()
+
+        QTimer.singleShot(REVEAL_DELAY_MS, reveal)
+
+    def _attach(self, visible: bool = True) -> None:
         if self.store is None or self._request is None or not self.store.exists():
             return
         # a layer already showing this store is refreshed, a new one reads what it shows
-        self.layers = show_store(self.viewer, self.store, self._request.slide)
+        self.layers = show_store(self.viewer, self.store, self._request.slide, visible=visible)
 
 
 class PredictWidget(DockBase):

@@ -1,0 +1,141 @@
+"""What keeps the viewer responsive while a dock computes: compute threads below the GUI
+thread's CPU priority, one progress bar for chained runs, map layers reused across predictions
+and added in two turns of the event loop."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+
+from napari_wsi_ssl._napari.widgets._annotations import slide_geometry
+from napari_wsi_ssl._napari.widgets._layers import PROBABILITY, show_store
+from napari_wsi_ssl._napari.widgets._worker import (
+    COMPUTE_NICENESS,
+    RunController,
+    yield_cpu_to_gui,
+)
+from napari_wsi_ssl.events import CancelToken, Progress
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
+def test_compute_thread_yields_cpu_to_the_gui_thread() -> None:
+    gui_before = os.getpriority(os.PRIO_PROCESS, threading.main_thread().native_id)
+    seen: dict[str, int] = {}
+
+    def compute() -> None:
+        yield_cpu_to_gui()
+        seen["self"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        # a thread started by the compute thread (a reader, an OpenMP worker) inherits it
+        child = threading.Thread(
+            target=lambda: seen.__setitem__(
+                "child", os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            )
+        )
+        child.start()
+        child.join()
+
+    t = threading.Thread(target=compute)
+    t.start()
+    t.join()
+    assert seen["self"] >= COMPUTE_NICENESS
+    assert seen["child"] >= COMPUTE_NICENESS
+    assert os.getpriority(os.PRIO_PROCESS, threading.main_thread().native_id) == gui_before
+
+
+def _steps(n: int, token: CancelToken) -> Generator[Any, None, int]:
+    for i in range(n):
+        yield Progress(step=i + 1, total=n)
+    return n
+
+
+def test_a_run_started_when_one_ends_reuses_its_progress_bar(qtbot: Any) -> None:
+    from napari.utils import progress
+
+    runner = RunController()
+    runner.sync = True
+    bars: list[Any] = []
+
+    def then_second(outcome: Any) -> None:
+        runner.start(lambda tok: _steps(3, tok), "second")
+        bars.append(runner._spare_bar)  # taken by the second run: no spare left
+
+    runner.start(lambda tok: _steps(5, tok), "first", on_done=then_second)
+    assert runner._pbar is None  # both runs are over (inline)
+    assert bars == [None]
+    assert not runner.running and runner.last_outcome is not None and runner.last_outcome.ok
+    # every bar was closed in the end: nothing left in napari's activity dock
+    assert not [b for b in progress._all_instances if b.desc.startswith(("first", "second"))]
+
+    # threaded: the second run's bar is the first run's bar, reset to 0 and renamed
+    runner.sync = False
+    seen: dict[str, Any] = {}
+
+    def then_again(outcome: Any) -> None:
+        seen["first"] = runner._spare_bar
+        runner.start(lambda tok: _steps(2, tok), "again")
+        seen["second"] = runner._pbar
+
+    runner.start(lambda tok: _steps(4, tok), "once", on_done=then_again)
+    qtbot.waitUntil(lambda: "second" in seen and not runner.running, timeout=5000)
+    assert seen["first"] is not None and seen["second"] is seen["first"]
+    assert seen["second"].desc.startswith("again")
+    assert not [b for b in progress._all_instances if b.desc.startswith(("once", "again"))]
+
+
+def _store(path: Path, value: int, shape: tuple[int, int] = (64, 64)) -> Path:
+    """A minimal prediction store: a two-level uint8 tumour map of one value."""
+    root = zarr.open_group(str(path), mode="w")
+    group = root.create_group("tumour")
+    for i in range(2):
+        s = (shape[0] >> i, shape[1] >> i)
+        group.create_dataset(str(i), data=np.full(s, value, np.uint8), chunks=(32, 32))
+    group.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+            "datasets": [
+                {
+                    "path": str(i),
+                    "coordinateTransformations": [{"type": "scale", "scale": [2.0**i, 2.0**i]}],
+                }
+                for i in range(2)
+            ],
+        }
+    ]
+    return path
+
+
+def test_a_new_prediction_reuses_the_map_layer(make_napari_viewer: Any, tmp_path: Path) -> None:
+    viewer = make_napari_viewer()
+    data = np.full((64, 64, 3), 200, np.uint8)
+    slide = viewer.add_image(
+        [data, data[::2, ::2]],
+        rgb=True,
+        multiscale=True,
+        name="slide",
+        metadata={"slide_path": str(tmp_path / "slide.tif"), "mpp": 1.0},
+    )
+    geometry = slide_geometry(slide)
+    first = show_store(viewer, _store(tmp_path / "a.ome.zarr", 51), geometry, visible=False)
+    layer = first[PROBABILITY]
+    assert not layer.visible  # added hidden, to be shown at the next turn of the event loop
+    assert layer.metadata["store"] == str(tmp_path / "a.ome.zarr")
+    n_layers = len(viewer.layers)
+
+    second = show_store(viewer, _store(tmp_path / "b.ome.zarr", 204, (128, 128)), geometry)
+    assert second[PROBABILITY] is layer, "the layer object is kept, only its data changes"
+    assert len(viewer.layers) == n_layers
+    assert layer.metadata["store"] == str(tmp_path / "b.ome.zarr")
+    assert layer.visible
+    assert layer.data[0].shape == (128, 128)
+    assert float(np.asarray(layer.data[0][:4, :4]).mean()) == pytest.approx(0.8)
