@@ -26,6 +26,9 @@ from .store import MapWriter, hash_key, open_root, slide_fingerprint
 from .tiling import Box, TileGrid, make_grid, order_tiles, tissue_tiles
 
 FORMAT = 1
+#: Version of the learned nuclei method (2: instances split on probabilities stitched across
+#: tiles), part of the nuclei cache key, so stores of an older method are recomputed.
+LEARNED_NUCLEI_VERSION = 2
 Events = Generator[TilesDone | Log | StoreReady, None, Path]
 
 
@@ -157,7 +160,8 @@ def open_store(
     nk_sha = file_sha256(config.nuclei_checkpoint) if config.nuclei_checkpoint else None
     base = {"format": FORMAT, "slide": fingerprint, "region": region}
     tkey = hash_key({**base, "checkpoint": ck_sha, "config": config.tumour_key()})
-    nkey = hash_key({**base, "checkpoint": nk_sha, "config": config.nuclei_key()})
+    nuclei_method = {"learned": LEARNED_NUCLEI_VERSION} if nk_sha else {}
+    nkey = hash_key({**base, "checkpoint": nk_sha, "config": config.nuclei_key(), **nuclei_method})
     name = Path(fingerprint["path"]).name.split(".")[0]
     path = Path(out_dir) / f"{name}.{(tkey if ck_sha else nkey)[:16]}.ome.zarr"
     path.parent.mkdir(parents=True, exist_ok=True)
