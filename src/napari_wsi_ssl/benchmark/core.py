@@ -105,6 +105,15 @@ def rate(n: int, fn: Callable[[], Any]) -> float:
     return n / (time.perf_counter() - start)
 
 
+def _cpu_bf16_flags() -> list[str]:
+    """The CPU's bf16 instruction sets the OS exposes (``amx_bf16``, ``avx512_bf16``)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return []
+    return sorted({f for f in flags if f in ("amx_bf16", "amx_tile", "avx512_bf16")})
+
+
 def environment(device: Any) -> dict[str, Any]:
     import torch
 
@@ -113,6 +122,8 @@ def environment(device: Any) -> dict[str, Any]:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16": _cpu_bf16_flags(),
         "cores": os.cpu_count(),
         "jemalloc": "jemalloc" in os.environ.get("LD_PRELOAD", ""),
     }

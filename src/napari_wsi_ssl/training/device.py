@@ -36,23 +36,25 @@ def choose_device(name: str = "auto") -> torch.device:
 
 @functools.lru_cache(maxsize=1)
 def cpu_has_bf16() -> bool:
-    """Whether this CPU runs bf16 matrix maths natively (AMX or AVX512-BF16)."""
+    """Whether bf16 autocast pays on this CPU: it has AMX tiles (``amx_bf16``).
+
+    AVX512-BF16 alone is not enough. On a CPU that has it but not AMX (oneDNN then picks
+    ``brg_conv_fwd:avx512_core_bf16``), bf16 ran slower than fp32 for every model size measured:
+    3×3 convolutions at 176-202 GFLOP/s against 284-387 in fp32, the UNet 10-30 % slower in
+    inference and 6-20 % in training (``docs/performance.md``, ``wsi-ssl bench`` figure
+    ``cpu_precision``). ``precision="bf16"`` still forces it.
+    """
     try:
-        if "AMX" in torch.backends.cpu.get_cpu_capability().upper():
-            return True
-    except Exception:  # pragma: no cover - older torch
-        pass
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
+        flags = Path("/proc/cpuinfo").read_text().split()
     except OSError:
         return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    return "amx_bf16" in flags
 
 
 def autocast_for(
     device: torch.device | str, precision: str = "auto"
 ) -> contextlib.AbstractContextManager[None]:
-    """A context manager for mixed precision: bf16 on CPUs with AMX/AVX512-BF16, AMP on CUDA.
+    """A context manager for mixed precision: bf16 on CPUs with AMX, AMP on CUDA.
 
     ``precision`` is ``"auto"``, ``"fp32"`` (no autocast), ``"bf16"`` or ``"fp16"``.
     """
