@@ -139,3 +139,22 @@ def test_a_new_prediction_reuses_the_map_layer(make_napari_viewer: Any, tmp_path
     assert layer.visible
     assert layer.data[0].shape == (128, 128)
     assert float(np.asarray(layer.data[0][:4, :4]).mean()) == pytest.approx(0.8)
+
+
+def test_objects_older_than_a_run_are_out_of_full_collections_until_it_ends(qtbot: Any) -> None:
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    runner = RunController()
+    counts: list[int] = []
+
+    def steps(token: CancelToken) -> Generator[Any, None, int]:
+        for i in range(3):
+            counts.append(gc.get_freeze_count())
+            yield Progress(step=i + 1, total=3)
+        return 3
+
+    runner.start(steps, "frozen")
+    qtbot.waitUntil(lambda: not runner.running, timeout=5000)
+    assert counts and min(counts) > 1000, "the objects existing at the start were frozen"
+    assert gc.get_freeze_count() == 0, "and returned to the collector at the end"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Generator
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._digest import file_sha256
 from ..errors import CheckpointError, WsiSslError
 from ..events import CancelToken, Log, StoreReady, TilesDone
 from .config import PredictConfig
@@ -30,14 +30,6 @@ FORMAT = 1
 #: tiles), part of the nuclei cache key, so stores of an older method are recomputed.
 LEARNED_NUCLEI_VERSION = 2
 Events = Generator[TilesDone | Log | StoreReady, None, Path]
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def predict_slide(

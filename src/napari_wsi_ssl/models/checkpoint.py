@@ -12,8 +12,6 @@ The file holds only plain types (dicts, lists, strings, numbers, tensors), so th
 
 from __future__ import annotations
 
-import hashlib
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import torch
 
 from .._atomic import atomic_path
+from .._digest import file_sha256
 from ..errors import CheckpointError
 from .net import PRESETS, TASKS, WsiModel, build_from_arch
 
@@ -122,14 +121,18 @@ def _plain(value: Any) -> Any:
 
 
 def read_payload(path: str | Path) -> tuple[dict[str, Any], str]:
-    """Read and minimally validate a checkpoint file; returns (payload, sha256)."""
+    """Read and minimally validate a checkpoint file; returns (payload, sha256).
+
+    The tensors are memory-mapped, not copied: a pretrained checkpoint carries its optimizer
+    state (twice the weights), which fine-tuning never reads, and a GUI thread beside the
+    loading one stalls while hundreds of MB are copied.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError("no such checkpoint file", path, "check the path")
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
+    digest = file_sha256(path)
     try:
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # truncated zip, pickled objects, not a torch file at all
         raise CheckpointError(
             f"cannot be read as a checkpoint ({type(exc).__name__}); the file is truncated, corrupt or unsafe",
