@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import zarr  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
-from napari_wsi_ssl.events import TilesDone  # noqa: E402
+from napari_wsi_ssl.events import TilesDone, run_to_end  # noqa: E402
 from napari_wsi_ssl.inference import PredictConfig, predict_slide  # noqa: E402
 from napari_wsi_ssl.slide import open_slide  # noqa: E402
 
@@ -51,16 +51,14 @@ def _extent(group: zarr.Group, level: int, shape: tuple[int, ...], mpp: float) -
 
 def main(ckpt: Path, out_dir: Path) -> None:
     start = time.perf_counter()
-    tiles = 0
-    gen = predict_slide(CMU, ckpt, out_dir, PredictConfig(nuclei=True))
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            store = stop.value
-            break
+    finished: list[int] = [0]
+
+    def count(event: object) -> None:
         if isinstance(event, TilesDone):
-            tiles = event.done
+            finished.append(event.done)
+
+    store = run_to_end(predict_slide(CMU, ckpt, out_dir, PredictConfig(nuclei=True)), count)
+    tiles = finished[-1]
     seconds = time.perf_counter() - start
     root = zarr.open_group(str(store), mode="r")
     slide = open_slide(CMU)

@@ -8,6 +8,7 @@ and live plots. Nothing here imports torch or Qt.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,13 +87,16 @@ class CancelToken:
         raise TypeError("use token.cancelled")
 
 
-def run_to_end(gen: Any) -> Any:
-    """Drain a generator of events and return its return value (for tests and scripts)."""
+def run_to_end(gen: Any, on_event: Callable[[Any], None] | None = None) -> Any:
+    """Drain a generator of events and return its return value (for tests and scripts);
+    ``on_event`` sees every event on the way."""
     while True:
         try:
-            next(gen)
+            event = next(gen)
         except StopIteration as stop:
             return stop.value
+        if on_event is not None:
+            on_event(event)
 
 
 __all__ = [

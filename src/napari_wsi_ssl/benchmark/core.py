@@ -153,6 +153,9 @@ def run_bench(config: BenchConfig) -> Iterator[tuple[str, Figure | dict[str, Any
         for fig in inference.bench_inference(slide, ckpt, device, config):
             if want(fig.name):
                 yield fig.name, fig
+    # one compilation takes about 30 s on 2 cores: only in a full run, or when asked for
+    if (want("infer_compiled") and not config.quick) or "infer_compiled" in config.only:
+        yield "infer_compiled", inference.bench_compile(slide, ckpt, device, config)
     if want("cpu_precision") and device.type == "cpu":
         yield "cpu_precision", inference.bench_precision(ckpt, config)
     if want("train_vs_model"):

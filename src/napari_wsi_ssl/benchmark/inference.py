@@ -6,19 +6,27 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .core import BenchConfig, Figure, alternate
 
 
+class PredictRun(NamedTuple):
+    """One fresh ``predict_slide`` run (a new store each time: no cache hit)."""
+
+    rate: float  # tiles/s from the first finished batch on
+    tiles: int  # tiles computed
+    seconds: float  # the whole run, model loading and tissue mask included
+    grid: int  # tiles of the slide's grid, tissue or not
+    first_s: float  # from the call to the first finished batch
+
+
 def _predict_rate(
-    slide: Path, ckpt: Path, device: Any, config: BenchConfig
-) -> tuple[float, int, float, int]:
-    """Tiles/s of a fresh ``predict_slide`` run (a new store each time: no cache hit), the tiles
-    computed, the run's whole wall time (model loading and tissue mask included) and the tiles
-    of the slide's grid (tissue or not)."""
+    slide: Path, ckpt: Path, device: Any, config: BenchConfig, compile: str = "auto"
+) -> PredictRun:
+    """Time a fresh ``predict_slide`` run of the bench's settings."""
     from ..events import TilesDone
     from ..inference import PredictConfig, predict_slide
 
@@ -27,6 +35,7 @@ def _predict_rate(
         margin=32 if config.quick else 64,
         batch_size=config.infer_batch,
         device=str(device),
+        compile=compile,
     )
     out = Path(tempfile.mkdtemp(prefix="bench_predict_", dir=config.work_dir))
     try:
@@ -39,8 +48,8 @@ def _predict_rate(
                 ev = next(gen)
             except StopIteration:
                 break
-            # the clock starts at the first finished batch: model loading and the tissue mask
-            # are one-off costs, not throughput
+            # the clock starts at the first finished batch: model loading, the tissue mask and
+            # a compilation are one-off costs, not throughput
             if isinstance(ev, TilesDone) and ev.total:
                 if start is None:
                     start, first = time.perf_counter(), ev.done
@@ -48,8 +57,8 @@ def _predict_rate(
         end = time.perf_counter()
         elapsed = end - (start or end)
         n = tiles - first if start is not None else 0
-        grid = _grid_tiles(out)
-        return (n / elapsed if elapsed > 0 and n > 0 else 0.0), tiles, end - t0, grid
+        rate = n / elapsed if elapsed > 0 and n > 0 else 0.0
+        return PredictRun(rate, tiles, end - t0, _grid_tiles(out), (start or end) - t0)
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
@@ -134,13 +143,13 @@ def bench_inference(slide: Path, ckpt: Path, device: Any, config: BenchConfig) -
     bare = _bare_model(ckpt, device, config, side)
     tiles_seen: list[int] = []
 
-    runs: list[tuple[float, int, float, int]] = []
+    runs: list[PredictRun] = []
 
     def product() -> float:
         run = _predict_rate(slide, ckpt, device, config)
         runs.append(run)
-        tiles_seen.append(run[1])
-        return run[0]
+        tiles_seen.append(run.tiles)
+        return run.rate
 
     p, m, sp, sm = alternate(product, bare, config.rounds)
     vs_model = Figure(
@@ -161,8 +170,8 @@ def bench_inference(slide: Path, ckpt: Path, device: Any, config: BenchConfig) -
     naive_rate = float(np.median(naive))
     # the whole slide: the naive loop runs the model on every tile of the grid, the product on
     # the tissue tiles only (its wall time includes loading the model and the tissue mask)
-    slide_s = float(np.median([r[2] for r in runs]))
-    grid = runs[-1][3]
+    slide_s = float(np.median([r.seconds for r in runs]))
+    grid = runs[-1].grid
     naive_slide_s = grid / naive_rate if naive_rate > 0 else float("nan")
     vs_naive = Figure(
         "infer_vs_naive",
@@ -180,6 +189,28 @@ def bench_inference(slide: Path, ckpt: Path, device: Any, config: BenchConfig) -
         },
     )
     return [vs_model, vs_naive]
+
+
+def bench_compile(slide: Path, ckpt: Path, device: Any, config: BenchConfig) -> Figure:
+    """``predict_slide`` with the model compiled (``compile="on"``) vs plain, tiles/s after the
+    first batch; the compilation itself, a one-off, is reported beside (``compile_seconds``),
+    with the number of tiles from which it pays for itself."""
+    plain = _predict_rate(slide, ckpt, device, config, compile="off")
+    compiled = _predict_rate(slide, ckpt, device, config, compile="on")
+    extra_s = max(0.0, compiled.first_s - plain.first_s)
+    gain_per_tile = 1 / plain.rate - 1 / compiled.rate if plain.rate and compiled.rate else 0.0
+    return Figure(
+        "infer_compiled",
+        compiled.rate,
+        plain.rate,
+        "tiles/s",
+        "pays on big slides",
+        extra={
+            "compile_seconds": extra_s,
+            "break_even_tiles": extra_s / gain_per_tile if gain_per_tile > 0 else None,
+            "tiles": compiled.tiles,
+        },
+    )
 
 
 def bench_precision(ckpt: Path, config: BenchConfig) -> Figure:

@@ -7,7 +7,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-FIGURES = ("read", "infer_vs_model", "infer_vs_naive", "cpu_precision", "train_vs_model", "memory")
+FIGURES = (
+    "read",
+    "infer_vs_model",
+    "infer_vs_naive",
+    "infer_compiled",
+    "cpu_precision",
+    "train_vs_model",
+    "memory",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -62,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--float16", action="store_true", help="store float16 instead of uint8")
+    parser.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="torch.compile the model (auto: on a CPU with at least 1000 tiles to compute)",
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -73,6 +79,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         batch_size=args.batch_size,
         device=args.device,
         dtype="float16" if args.float16 else "uint8",
+        compile=args.compile,
         slide_mpp=args.mpp,
         nuclei=args.nuclei is not None,
         nuclei_checkpoint=None if args.nuclei in (None, "classical") else args.nuclei,

@@ -7,7 +7,7 @@ A slide with few tiles is one task. A bigger one is split into blocks of tiles, 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,10 @@ def predict_many(
         return [predict_one(s, ckpt, str(out_dir), config, region) for s in names]
     from distributed import Client, LocalCluster, as_completed
 
+    if config.compile == "auto":
+        # a block's worker would decide alone, on its own share; one decision for all keeps the
+        # stores identical to a single-process run, and blocks are too small to pay for it
+        config = replace(config, compile="off")
     block_tiles = TILES_PER_TASK if tiles_per_task is None else max(1, int(tiles_per_task))
     cluster = None
     if scheduler is None:

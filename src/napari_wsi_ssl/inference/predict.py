@@ -12,7 +12,7 @@ import numpy as np
 from .._digest import file_sha256
 from ..errors import CheckpointError, WsiSslError
 from ..events import CancelToken, Log, StoreReady, TilesDone
-from .config import PredictConfig
+from .config import COMPILE_MIN_TILES, PredictConfig
 from .nuclei import (
     global_ids,
     haematoxylin,
@@ -117,11 +117,16 @@ def predict_opened(
     total = sum(len(job["todo"]) for job in jobs)
     done = 0
     for job, tiles in ordered:
+        predictor = job.get("predictor")
+        compiled = predictor is not None and predictor.compiled is not None
         yield Log(
             f"{job['name']}: {len(tiles)} tiles of {job['grid'].tile} px at "
             f"{job['grid'].out_downsample:g}x downsample on {device}"
+            + (" (model compiled with torch.compile at the first batch)" if compiled else "")
         )
         done = yield from run_job(job, tiles, config, done_before=done, total=total, cancel=cancel)
+        if predictor is not None and predictor.note:
+            yield Log(f"{job['name']}: {predictor.note}", level="warning")
         job["writer"].mark_complete(len(tiles))
     return path
 
@@ -277,7 +282,18 @@ def _tumour_job(
         tile, margin = config.window(ckpt.patch_size)
         grid = make_grid(slide.dimensions, d, tile, margin, region)
     writer = MapWriter.create(root, "tumour", grid, config.dtype, slide.mpp, key)
-    predictor = TorchPredictor(ckpt.model, device, "logits" if classify else "seg")
+    todo = _todo(grid, writer, mask)
+    compile_now = config.compile == "on" or (
+        config.compile == "auto" and device.type == "cpu" and len(todo) >= COMPILE_MIN_TILES
+    )
+    predictor = TorchPredictor(
+        ckpt.model,
+        device,
+        "logits" if classify else "seg",
+        compile_batch=(config.batch_size * 8 if classify else config.batch_size)
+        if compile_now
+        else None,
+    )
     m, t, p = grid.margin, grid.tile, ckpt.patch_size
 
     def compute(windows: list[np.ndarray]) -> list[np.ndarray]:
@@ -303,10 +319,11 @@ def _tumour_job(
         "name": "tumour",
         "grid": grid,
         "writer": writer,
-        "todo": _todo(grid, writer, mask),
+        "todo": todo,
         "prepare": lambda ty, tx: grid.read_window(slide, ty, tx),
         "compute": compute,
         "finish": finish,
+        "predictor": predictor,
     }
 
 

@@ -34,22 +34,59 @@ class TorchPredictor:
 
     Segmentation models give (B, C, H, W), classifiers (B, C). The batch goes to the device as
     ``channels_last`` and runs under ``torch.inference_mode()`` and the device's autocast.
+
+    With ``compile_batch``, the model is compiled (``torch.compile``, inductor, weights frozen)
+    for batches of exactly that size: shorter batches are padded. If compiling or running the
+    compiled model fails, the plain model takes over for good and ``note`` says why.
     """
 
-    def __init__(self, model: Any, device: Any, output: str = "seg") -> None:
+    def __init__(
+        self, model: Any, device: Any, output: str = "seg", compile_batch: int | None = None
+    ) -> None:
         import torch
 
         self.device = device
         self.output = output
         self.model = model.to(device).eval().to(memory_format=torch.channels_last)
+        self.compile_batch = compile_batch
+        self.compiled: Any = None
+        self.note: str | None = None
+        if compile_batch:
+            try:
+                self.compiled = torch.compile(self.model, dynamic=False, options={"freezing": True})
+            except Exception as exc:  # noqa: BLE001 - no compiler, an unsupported platform
+                self._give_up(exc)
+
+    def _give_up(self, exc: BaseException) -> None:
+        self.compiled = None
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        self.note = f"torch.compile failed ({type(exc).__name__}: {first}); the plain model is used"
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device, non_blocking=True)
         x = x.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
+        n = x.shape[0]
+        if self.compiled is not None:
+            try:
+                return self._run_compiled(x)[:n]
+            except Exception as exc:  # noqa: BLE001 - fall back, never lose the run
+                self._give_up(exc)
         with torch.inference_mode(), autocast_context(self.device):
             out = self.model(x)[self.output]
+        return torch.softmax(out.float(), dim=1).cpu().numpy()
+
+    def _run_compiled(self, x: Any) -> np.ndarray:
+        import torch
+
+        b = int(self.compile_batch or x.shape[0])
+        if x.shape[0] < b:  # pad to the compiled shape, so that nothing recompiles
+            pad = x[-1:].expand(b - x.shape[0], *x.shape[1:])
+            x = torch.cat([x, pad]).contiguous(memory_format=torch.channels_last)
+        # inductor freezes the weights into the graph under no_grad (not inference_mode)
+        with torch.no_grad(), autocast_context(self.device):
+            out = self.compiled(x)[self.output]
         return torch.softmax(out.float(), dim=1).cpu().numpy()
 
 
