@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import TrainingError
 from ..events import CancelToken, Log
-from ..models import WsiModel, build_model, load_checkpoint
+from ..models import Checkpoint, WsiModel, build_model, load_checkpoint
 from ..patches import (
     NO_AUGMENT,
     Augment,
@@ -107,15 +107,21 @@ def _datasets(
 
 
 def _build_model(
-    cfg: FinetuneConfig, init: Path | None, num_classes: int, seg_head: str
+    cfg: FinetuneConfig,
+    init: Path | None,
+    num_classes: int,
+    seg_head: str,
+    ck: Checkpoint | None = None,
 ) -> tuple[WsiModel, list[str]]:
+    """The model to fine-tune: from scratch, or initialised from ``init`` (``ck``: that
+    checkpoint, already loaded)."""
     task = cfg.task
     torch.manual_seed(cfg.seed)
     if init is None or cfg.mode == "scratch":
         return build_model(cfg.preset, task, num_classes, cfg.width, seg_head=seg_head), [
             "scratch: random initialisation"
         ]
-    ck = load_checkpoint(init)
+    ck = ck if ck is not None else load_checkpoint(init)
     model = build_model(ck.preset, task, num_classes, ck.arch["width"], seg_head=seg_head)
     init_decoder = (
         cfg.init_decoder if cfg.init_decoder is not None else ck.preset == "unet-resnet34"
@@ -169,7 +175,7 @@ def finetune(
     train_set, val_set = train_all.subset(tr), val_all.subset(va)
     frozen = cfg.mode == "frozen-encoder"
     seg_head = cfg.seg_head if cfg.seg_head != "auto" else ("light" if frozen else "decoder")
-    model, notes = _build_model(cfg, init_path, len(names), seg_head)
+    model, notes = _build_model(cfg, init_path, len(names), seg_head, ck_meta)
     params = model.trainable_parts(frozen)
     cache = frozen and cfg.cache_features and model.decoder is None
     holder: dict[str, Dataset] = {"val": val_set}

@@ -21,6 +21,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import sys
 import time
 import traceback
 from collections.abc import Callable, Generator
@@ -109,32 +110,45 @@ def yield_cpu_to_gui(niceness: int = COMPUTE_NICENESS) -> int:
     return changed
 
 
-class _GcPause:
-    """Keep the objects that exist when a run starts out of the cyclic garbage collector's
-    full passes until the last run ends (``gc.freeze`` / ``gc.unfreeze``).
+#: The interpreter's thread switch interval while a run goes, in seconds (Python's default is
+#: 0.005). Every Qt event enters Python (napari's window filters them), so the GUI thread takes
+#: the GIL dozens of times per repaint; each time the worker is running Python (unpickling a
+#: checkpoint, building a model), it waits up to one interval.
+RUN_SWITCH_INTERVAL_S = 0.0005
 
-    A viewer holds about 600,000 Python objects; a full collection walks all of them, holding
-    the interpreter lock for about 250 ms, and the allocations of a starting run (loading a
-    checkpoint, building a model) trigger one. While frozen, collections look only at objects
-    made since. When no run is left, the objects go back to the collector, and any garbage
-    among them is collected as usual.
+
+class _RunPacing:
+    """Interpreter settings that keep the GUI thread responsive while runs go, set when the
+    first run starts and restored when the last one ends.
+
+    - The objects that exist when a run starts are kept out of the cyclic garbage collector's
+      passes (``gc.freeze``). A viewer holds about 600,000 Python objects; a full collection
+      walks all of them, holding the interpreter lock for about 250 ms, and the allocations of
+      a starting run (loading a checkpoint, building a model) trigger one. While frozen,
+      collections look only at objects made since; at the end they go back to the collector,
+      and any garbage among them is collected as usual.
+    - The thread switch interval is shortened to ``RUN_SWITCH_INTERVAL_S``.
     """
 
     def __init__(self) -> None:
         self.runs = 0
+        self._interval = sys.getswitchinterval()
 
     def enter(self) -> None:
         if self.runs == 0:
             gc.freeze()
+            self._interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(self._interval, RUN_SWITCH_INTERVAL_S))
         self.runs += 1
 
     def leave(self) -> None:
         self.runs = max(0, self.runs - 1)
         if self.runs == 0:
             gc.unfreeze()
+            sys.setswitchinterval(self._interval)
 
 
-GC_PAUSE = _GcPause()
+PACING = _RunPacing()
 
 
 def _guarded(gen: EventGenerator, nice: bool = False) -> Generator[Any, None, Outcome]:
@@ -227,7 +241,7 @@ class RunController:
         self._running = True
         self.last_outcome = None
         self._pbar = self._new_bar(label)
-        GC_PAUSE.enter()
+        PACING.enter()
         if self.on_state is not None:
             self.on_state(True)
         if self.sync if self.sync is not None else sync_default():
@@ -302,7 +316,7 @@ class RunController:
         if not self._running:
             return
         self._running = False
-        GC_PAUSE.leave()
+        PACING.leave()
         self.worker = None
         self.last_outcome = outcome
         # kept for a run that on_done may start at once (fine-tuning ends by predicting): a new
