@@ -141,20 +141,25 @@ def test_a_new_prediction_reuses_the_map_layer(make_napari_viewer: Any, tmp_path
     assert float(np.asarray(layer.data[0][:4, :4]).mean()) == pytest.approx(0.8)
 
 
-def test_objects_older_than_a_run_are_out_of_full_collections_until_it_ends(qtbot: Any) -> None:
+def test_a_run_freezes_old_objects_and_switches_threads_often_until_it_ends(qtbot: Any) -> None:
     import gc
 
+    from napari_wsi_ssl._napari.widgets._worker import RUN_SWITCH_INTERVAL_S
+
     assert gc.get_freeze_count() == 0
+    interval = sys.getswitchinterval()
     runner = RunController()
-    counts: list[int] = []
+    seen: list[tuple[int, float]] = []
 
     def steps(token: CancelToken) -> Generator[Any, None, int]:
         for i in range(3):
-            counts.append(gc.get_freeze_count())
+            seen.append((gc.get_freeze_count(), sys.getswitchinterval()))
             yield Progress(step=i + 1, total=3)
         return 3
 
     runner.start(steps, "frozen")
     qtbot.waitUntil(lambda: not runner.running, timeout=5000)
-    assert counts and min(counts) > 1000, "the objects existing at the start were frozen"
+    assert seen and min(c for c, _ in seen) > 1000, "the objects existing at the start were frozen"
+    assert max(i for _, i in seen) <= RUN_SWITCH_INTERVAL_S
     assert gc.get_freeze_count() == 0, "and returned to the collector at the end"
+    assert sys.getswitchinterval() == interval
