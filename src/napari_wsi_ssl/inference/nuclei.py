@@ -208,8 +208,10 @@ def global_ids(
     if n == 0:
         return np.zeros(labels.shape, np.int32)
     idx = np.arange(1, n + 1)
-    com = np.asarray(ndimage.center_of_mass(np.ones(labels.shape, np.float32), labels, idx))
+    with np.errstate(invalid="ignore", divide="ignore"):  # absent labels give NaN centroids
+        com = np.asarray(ndimage.center_of_mass(np.ones(labels.shape, np.float32), labels, idx))
     present = np.isfinite(com).all(axis=1)
+    com[~present] = 0.0  # labels absent from the window (gaps in 1..n): ids unused below
     gy = np.floor(com[:, 0] + window_origin[0]).astype(np.int64)
     gx = np.floor(com[:, 1] + window_origin[1]).astype(np.int64)
     ty = np.clip(gy // tile_size, 0, grid[0] - 1)
