@@ -67,7 +67,7 @@ def test_a_failed_compilation_falls_back_to_the_plain_model(
 def test_auto_compiles_only_cpu_runs_with_many_tiles(
     slide: Path, tiny_segment_ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import napari_wsi_ssl.inference.predict as predict_module
+    import napari_wsi_ssl.inference.jobs as jobs_module
 
     torch.set_num_threads(1)
     calls: list[int] = []
@@ -79,7 +79,7 @@ def test_auto_compiles_only_cpu_runs_with_many_tiles(
     monkeypatch.setattr(torch, "compile", recording)
     _run(slide, tiny_segment_ckpt, tmp_path / "few", compile="auto")
     assert calls == [], "a small slide is not worth compiling"
-    monkeypatch.setattr(predict_module, "COMPILE_MIN_TILES", 4)
+    monkeypatch.setattr(jobs_module, "COMPILE_MIN_TILES", 4)
     _, logs = _run(slide, tiny_segment_ckpt, tmp_path / "many", compile="auto")
     assert calls == [1]
     assert any("compiled with torch.compile" in log.message for log in logs)

@@ -1,0 +1,235 @@
+"""The two jobs of a prediction, each a set of tiles and the steps that compute them.
+
+- ``tumour_job``: a segmentation or classification checkpoint's probability of class 1.
+- ``nuclei_job``: instance labels, from a nuclei checkpoint (split on probabilities stitched
+  across tiles) or from the classical haematoxylin watershed.
+
+A job is a dict of its ``name``, ``grid``, ``writer``, ``todo`` tiles and the ``prepare`` /
+``compute`` / ``finish`` steps that ``predict.run_job`` runs through ``runner.run_tiles``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..errors import CheckpointError
+from .config import COMPILE_MIN_TILES, PredictConfig
+from .nuclei import (
+    global_ids,
+    haematoxylin,
+    haematoxylin_threshold,
+    id_quantum,
+    nuclei_classical,
+)
+from .nuclei_stitch import StitchedProbs, split_stitched
+from .runner import TorchPredictor
+from .store import MapWriter
+from .tiling import TileGrid, make_grid, tissue_tiles
+
+
+def _downsample(slide: Any, mpp: float | None) -> float:
+    """Level-0 pixels per working pixel (1 when no working mpp is asked for)."""
+    return 1.0 if mpp is None else float(slide.downsample_for_mpp(mpp))
+
+
+def _todo(
+    grid: TileGrid, writer: MapWriter, mask: tuple[np.ndarray, float] | None
+) -> set[tuple[int, int]]:
+    tissue = tissue_tiles(grid, None if mask is None else mask[0], 1.0 if mask is None else mask[1])
+    return tissue - writer.done_tiles()
+
+
+def tumour_job(
+    slide: Any,
+    ckpt_path: Any,
+    root: Any,
+    config: PredictConfig,
+    region: Any,
+    device: Any,
+    key: str,
+    mask: Any,
+) -> dict[str, Any]:
+    from ..models import load_checkpoint
+
+    ckpt = load_checkpoint(ckpt_path, device=device)
+    if ckpt.task not in ("segment", "classify"):
+        raise CheckpointError(
+            f"a {ckpt.task!r} checkpoint gives no tumour probability",
+            ckpt_path,
+            hint="fine-tune it for segmentation or classification first",
+        )
+    mpp = config.mpp if config.mpp is not None else ckpt.mpp
+    d = _downsample(slide, mpp)
+    classify = ckpt.task == "classify"
+    if classify:
+        grid = make_grid(
+            slide.dimensions, d, config.classify_tiles, 0, region, cell=ckpt.patch_size
+        )
+    else:
+        tile, margin = config.window(ckpt.patch_size)
+        grid = make_grid(slide.dimensions, d, tile, margin, region)
+    writer = MapWriter.create(root, "tumour", grid, config.dtype, slide.mpp, key)
+    todo = _todo(grid, writer, mask)
+    compile_now = config.compile == "on" or (
+        config.compile == "auto" and device.type == "cpu" and len(todo) >= COMPILE_MIN_TILES
+    )
+    predictor = TorchPredictor(
+        ckpt.model,
+        device,
+        "logits" if classify else "seg",
+        compile_batch=(config.batch_size * 8 if classify else config.batch_size)
+        if compile_now
+        else None,
+    )
+    m, t, p = grid.margin, grid.tile, ckpt.patch_size
+
+    def compute(windows: list[np.ndarray]) -> list[np.ndarray]:
+        batch = np.stack(windows)
+        if not classify:
+            return list(predictor(batch)[:, 1, m : m + t, m : m + t])
+        k = grid.tile
+        patches = batch.reshape(len(windows), k, p, k, p, 3).transpose(0, 1, 3, 2, 4, 5)
+        patches = patches.reshape(-1, p, p, 3)
+        step = max(1, config.batch_size * 8)
+        probs = np.concatenate(
+            [predictor(patches[i : i + step])[:, 1] for i in range(0, len(patches), step)]
+        )
+        return list(probs.reshape(len(windows), k, k))
+
+    def finish(ty: int, tx: int, prob: np.ndarray) -> None:
+        if config.dtype == "uint8":
+            writer.write_tile(ty, tx, np.clip(np.rint(prob * 255), 0, 255).astype(np.uint8))
+        else:
+            writer.write_tile(ty, tx, prob.astype(np.float16))
+
+    return {
+        "name": "tumour",
+        "grid": grid,
+        "writer": writer,
+        "todo": todo,
+        "prepare": lambda ty, tx: grid.read_window(slide, ty, tx),
+        "compute": compute,
+        "finish": finish,
+        "predictor": predictor,
+    }
+
+
+def nuclei_job(
+    slide: Any, root: Any, config: PredictConfig, region: Any, device: Any, key: str, mask: Any
+) -> dict[str, Any]:
+    ckpt = None
+    if config.nuclei_checkpoint is not None:
+        from ..models import load_checkpoint
+
+        ckpt = load_checkpoint(config.nuclei_checkpoint, device=device)
+        if ckpt.task != "nuclei":
+            raise CheckpointError(
+                f"a {ckpt.task!r} checkpoint is no nuclei model",
+                config.nuclei_checkpoint,
+                hint="fine-tune one with --task nuclei, or leave it out for the classical method",
+            )
+    mpp = config.nuclei_mpp if config.nuclei_mpp is not None else (ckpt.mpp if ckpt else None)
+    d = _downsample(slide, mpp)
+    px_mpp = d * slide.mpp[0] if slide.mpp is not None else None
+    diameter_px = config.nuclei_diameter_um / (px_mpp or 0.5)
+    # the instance split sees this much around a core: a nucleus on the border lies inside
+    split_margin = max(32, 32 * math.ceil(2.5 * diameter_px / 32))
+    margin = split_margin if ckpt is None else config.window(ckpt.patch_size)[1]
+    t = config.nuclei_tile_size
+    grid = make_grid(slide.dimensions, d, t, margin, region)
+    writer = MapWriter.create(root, "nuclei", grid, "int32", slide.mpp, key)
+    todo = _todo(grid, writer, mask)
+    q = id_quantum(grid.grid[0] * grid.grid[1], t)
+
+    def to_core(ty: int, tx: int, labels: np.ndarray) -> np.ndarray:
+        m = split_margin
+        ids = global_ids(labels, (ty * t - m, tx * t - m), t, grid.grid, q)
+        return ids[m : m + t, m : m + t]
+
+    if ckpt is None:
+        # one threshold (and, without mpp, one scale) per slide, kept for resumed runs
+        threshold = writer.group.attrs.get("threshold")
+        if threshold is None:
+            threshold, est = _slide_threshold(
+                slide, grid, sorted(todo), diameter_px, config.nuclei_diameter_um
+            )
+            writer.group.attrs.update({"threshold": threshold, "estimated_mpp": est})
+        if px_mpp is None:
+            px_mpp = writer.group.attrs.get("estimated_mpp")
+
+        def prepare(ty: int, tx: int) -> np.ndarray:
+            window = grid.read_window(slide, ty, tx)
+            labels = nuclei_classical(
+                window,
+                px_mpp,
+                config.nuclei_diameter_um,
+                config.nuclei_min_area_um2,
+                config.nuclei_marker_distance_um,
+                threshold=threshold,
+            )
+            return to_core(ty, tx, labels)
+
+        return {
+            "name": "nuclei",
+            "grid": grid,
+            "writer": writer,
+            "todo": todo,
+            "prepare": prepare,
+            "compute": lambda xs: xs,
+            "finish": writer.write_tile,
+        }
+
+    # every tile splits the same stitched map, so nuclei on tile borders keep one id
+    stitched = StitchedProbs(
+        grid,
+        lambda ty, tx: grid.read_window(slide, ty, tx),
+        TorchPredictor(ckpt.model, device, "seg"),
+        split_margin,
+        config.batch_size,
+    )
+
+    def finish(ty: int, tx: int, probs: np.ndarray) -> None:
+        labels = split_stitched(probs, px_mpp, config.nuclei_min_area_um2)
+        writer.write_tile(ty, tx, to_core(ty, tx, labels))
+
+    return {
+        "name": "nuclei",
+        "grid": grid,
+        "writer": writer,
+        "todo": todo,
+        "prepare": stitched.prepare,
+        "compute": stitched.compute,
+        "finish": finish,
+    }
+
+
+def _slide_threshold(
+    slide: Any, grid: TileGrid, tiles: list[tuple[int, int]], diameter_px: float, diameter_um: float
+) -> tuple[float, float | None]:
+    """One haematoxylin threshold for the whole slide, from up to 8 tiles spread over the
+    tissue, and the mpp estimated from their blob sizes (used only when the slide has none)."""
+    from scipy import ndimage
+
+    from .nuclei import estimate_mpp
+
+    if not tiles:
+        return float("inf"), None
+    picks = [tiles[i] for i in np.linspace(0, len(tiles) - 1, min(8, len(tiles))).astype(int)]
+    values, windows = [], []
+    for ty, tx in picks:
+        window = grid.read_window(slide, ty, tx)
+        windows.append(window)
+        hema = ndimage.gaussian_filter(haematoxylin(window), max(0.5, 0.08 * diameter_px))
+        values.append(hema[::2, ::2].ravel())
+    est = (
+        None
+        if slide.mpp is not None
+        else estimate_mpp(np.concatenate(windows, axis=1), diameter_um)
+    )
+    return haematoxylin_threshold(np.concatenate(values)), est
+
+
+__all__ = ["nuclei_job", "tumour_job"]
