@@ -105,17 +105,10 @@ def rate(n: int, fn: Callable[[], Any]) -> float:
     return n / (time.perf_counter() - start)
 
 
-def _cpu_bf16_flags() -> list[str]:
-    """The CPU's bf16 instruction sets the OS exposes (``amx_bf16``, ``avx512_bf16``)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return []
-    return sorted({f for f in flags if f in ("amx_bf16", "amx_tile", "avx512_bf16")})
-
-
 def environment(device: Any) -> dict[str, Any]:
     import torch
+
+    from ..training.device import cpu_flags
 
     return {
         "device": str(device),
@@ -123,7 +116,7 @@ def environment(device: Any) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cpu_bf16": _cpu_bf16_flags(),
+        "cpu_bf16": sorted(cpu_flags() & {"amx_bf16", "amx_tile", "avx512_bf16"}),
         "cores": os.cpu_count(),
         "jemalloc": "jemalloc" in os.environ.get("LD_PRELOAD", ""),
     }
@@ -153,7 +146,7 @@ def run_bench(config: BenchConfig) -> Iterator[tuple[str, Figure | dict[str, Any
         for fig in inference.bench_inference(slide, ckpt, device, config):
             if want(fig.name):
                 yield fig.name, fig
-    # one compilation takes about 30 s on 2 cores: only in a full run, or when asked for
+    # one compilation takes about 25 s on 2 cores: only in a full run, or when asked for
     if (want("infer_compiled") and not config.quick) or "infer_compiled" in config.only:
         yield "infer_compiled", inference.bench_compile(slide, ckpt, device, config)
     if want("cpu_precision") and device.type == "cpu":

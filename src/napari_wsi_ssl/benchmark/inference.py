@@ -141,15 +141,11 @@ def _naive_rate(slide_path: Path, ckpt: Path, n_tiles: int, config: BenchConfig)
 def bench_inference(slide: Path, ckpt: Path, device: Any, config: BenchConfig) -> list[Figure]:
     side = config.infer_tile + 2 * (32 if config.quick else 64)
     bare = _bare_model(ckpt, device, config, side)
-    tiles_seen: list[int] = []
-
     runs: list[PredictRun] = []
 
     def product() -> float:
-        run = _predict_rate(slide, ckpt, device, config)
-        runs.append(run)
-        tiles_seen.append(run.tiles)
-        return run.rate
+        runs.append(_predict_rate(slide, ckpt, device, config))
+        return runs[-1].rate
 
     p, m, sp, sm = alternate(product, bare, config.rounds)
     vs_model = Figure(
@@ -162,7 +158,7 @@ def bench_inference(slide: Path, ckpt: Path, device: Any, config: BenchConfig) -
             "tile": config.infer_tile,
             "input": side,
             "batch": config.infer_batch,
-            "tiles": tiles_seen[-1],
+            "tiles": runs[-1].tiles,
         },
     )
     n_naive = 4 if config.quick else 24
@@ -182,7 +178,7 @@ def bench_inference(slide: Path, ckpt: Path, device: Any, config: BenchConfig) -
         extra={
             "naive": "read_region + fp32 model, batch 1, per tile",
             "grid_tiles": grid,
-            "tissue_tiles": tiles_seen[-1],
+            "tissue_tiles": runs[-1].tiles,
             "slide_seconds": slide_s,
             "naive_slide_seconds": naive_slide_s,
             "slide_ratio": naive_slide_s / slide_s if slide_s > 0 else float("nan"),

@@ -35,20 +35,24 @@ def choose_device(name: str = "auto") -> torch.device:
 
 
 @functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The instruction-set flags the OS exposes for this CPU (``/proc/cpuinfo``; empty elsewhere)."""
+    try:
+        return frozenset(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return frozenset()
+
+
 def cpu_has_bf16() -> bool:
     """Whether bf16 autocast pays on this CPU: it has AMX tiles (``amx_bf16``).
 
     AVX512-BF16 alone is not enough. On a CPU that has it but not AMX (oneDNN then picks
     ``brg_conv_fwd:avx512_core_bf16``), bf16 ran slower than fp32 for every model size measured:
-    3×3 convolutions at 176-202 GFLOP/s against 284-387 in fp32, the UNet 10-30 % slower in
+    3×3 convolutions at 182-213 GFLOP/s against 264-365 in fp32, the UNet 10-30 % slower in
     inference and 6-20 % in training (``docs/performance.md``, ``wsi-ssl bench`` figure
     ``cpu_precision``). ``precision="bf16"`` still forces it.
     """
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "amx_bf16" in flags
+    return "amx_bf16" in cpu_flags()
 
 
 def autocast_for(

@@ -79,7 +79,6 @@ def yield_cpu_to_gui(niceness: int = COMPUTE_NICENESS) -> int:
     may have been started earlier from the GUI thread, are found by name. Qt's own threads
     (the X event queue among them) and the GUI thread keep theirs.
     """
-    import sys
     import threading
 
     if not sys.platform.startswith("linux"):
@@ -209,6 +208,11 @@ class RunController:
         """Whether a run is going."""
         return self._running
 
+    @property
+    def inline(self) -> bool:
+        """Whether runs go inline on the GUI thread (``sync``, else ``NAPARI_WSI_SSL_SYNC``)."""
+        return self.sync if self.sync is not None else sync_default()
+
     def busy(self) -> bool:
         """Whether a run is going; if so, say so to the user (a second run is refused)."""
         if self._running:
@@ -244,7 +248,7 @@ class RunController:
         PACING.enter()
         if self.on_state is not None:
             self.on_state(True)
-        if self.sync if self.sync is not None else sync_default():
+        if self.inline:
             guarded = _guarded(gen)
             while True:
                 try:

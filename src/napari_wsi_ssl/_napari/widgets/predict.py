@@ -153,9 +153,7 @@ class PredictionDisplay:
         in one go they would stall the GUI for twice that. The worker waits (``paced``) until
         the layers are shown. Inline runs (tests, ``sync``) show them at once.
         """
-        from ._worker import sync_default
-
-        inline = self.runner.sync if self.runner.sync is not None else sync_default()
+        inline = self.runner.inline
         try:
             self._attach(visible=inline)
         except Exception:
