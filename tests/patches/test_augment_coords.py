@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from napari_wsi_ssl.errors import AnnotationError
+from napari_wsi_ssl.geometry import Rect
 from napari_wsi_ssl.patches import (
     Augment,
     LabelArray,
@@ -67,7 +68,7 @@ def test_balanced_sampling_region_and_errors() -> None:
     labels[10:20, 10:20] = 1
     labels[60:70, 60:70] = 2
     rng = np.random.default_rng(0)
-    corners, drawn = balanced_coords(labels, 8.0, 16, 1.0, 100, rng, region=(0, 0, 400, 400))
+    corners, drawn = balanced_coords(labels, 8.0, 16, 1.0, 100, rng, region=Rect(0, 0, 400, 400))
     assert set(drawn.tolist()) == {1}
     with pytest.raises(AnnotationError, match="no labelled pixel"):
         balanced_coords(np.zeros((10, 10), np.uint8), 1.0, 8, 1.0, 4, rng)
@@ -78,7 +79,7 @@ def test_grid_and_random_coords_over_tissue() -> None:
     tissue[:, :32] = True  # left half
     grid = grid_coords(tissue, 16.0, 64, 4.0)  # patches of 256 level-0 px over 1024 px
     assert len(grid) == 8 and (grid[:, 0] < 512).all()
-    inside = grid_coords(tissue, 16.0, 64, 4.0, region=(0, 0, 512, 256))
+    inside = grid_coords(tissue, 16.0, 64, 4.0, region=Rect(0, 0, 512, 256))
     assert len(inside) == 2
     rnd = random_coords(tissue, 16.0, 64, 4.0, 50, np.random.default_rng(1))
     assert ((rnd[:, 0] + 128) < 512 + 16).all()

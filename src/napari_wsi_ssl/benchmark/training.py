@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..vocab import Budget, BudgetUnit, Mode, Preset, Task
 from .core import BenchConfig, Figure
 
 
@@ -23,14 +24,14 @@ def _finetune_step_times(slide: Path, device: Any, config: BenchConfig, steps: i
         raise RuntimeError(f"{slide}: the training bench needs a synthetic slide with its mask")
     data = FinetuneData.from_mask_file(syn.slide, syn.tumour_mask)
     cfg = FinetuneConfig(
-        task="segment",
-        mode="scratch",
-        preset="unet-resnet34",
+        task=Task.SEGMENT.value,
+        mode=Mode.SCRATCH.value,
+        preset=Preset.UNET_RESNET34.value,
         width=config.train_width,
         mpp=1.0,
         patch_size=config.train_patch,
         batch_size=config.train_batch,
-        steps=steps,
+        budget=Budget(steps, BudgetUnit.STEPS.value),
         num_patches=max(64, steps * config.train_batch),
         max_val=config.train_batch,
         device=str(device),

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import WsiSslError
+from ._settings import with_flags
 
 # name -> (module, one-line help); the order is the order of the user's path
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -74,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WsiSslError as exc:
         if args.debug:
             raise
-        print(f"wsi-ssl {args.command}: error: {exc}", file=sys.stderr)
+        print(f"wsi-ssl {args.command}: error: {with_flags(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         if args.debug:

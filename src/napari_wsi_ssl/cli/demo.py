@@ -14,6 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..vocab import Budget, BudgetUnit, Mode, Preset, Task
+
+
+def _budget(steps: int | None, minutes: float) -> Budget:
+    """A step budget when one is given, else the minutes (which have a default)."""
+    if steps is not None:
+        return Budget(steps, BudgetUnit.STEPS.value)
+    return Budget(minutes, BudgetUnit.MINUTES.value)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--out", type=Path, default=Path("demo_out"), help="output folder")
@@ -73,13 +82,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     ckpt_dir = out / "checkpoints"
     pre_cfg = PretrainConfig(
-        preset="unet-resnet34",
+        preset=Preset.UNET_RESNET34.value,
         width=args.width,
         mpp=args.mpp,
         patch_size=args.patch_size,
         batch_size=8,
-        steps=args.pretrain_steps,
-        minutes=None if args.pretrain_steps else args.pretrain_minutes,
+        budget=_budget(args.pretrain_steps, args.pretrain_minutes),
         device=args.device,
         preview_every=10**9,
     )
@@ -92,13 +100,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if mask_path is not None:
         data = FinetuneData.from_mask_file(slide_path, mask_path)
         ft_cfg = FinetuneConfig(
-            task="segment",
-            mode="full",
-            preset="unet-resnet34",
+            task=Task.SEGMENT.value,
+            mode=Mode.FULL.value,
+            preset=Preset.UNET_RESNET34.value,
             width=args.width,
             batch_size=8,
-            steps=args.finetune_steps,
-            minutes=None if args.finetune_steps else args.finetune_minutes,
+            budget=_budget(args.finetune_steps, args.finetune_minutes),
             num_patches=512,
             device=args.device,
             preview_every=10**9,

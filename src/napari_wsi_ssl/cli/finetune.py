@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .pretrain import add_budget, add_common, drive_training
+from ..geometry import Rect
+from ..vocab import Mode, Preset, Task
+from .pretrain import add_budget, add_common, budget_of, drive_training
+
+#: The task each kind of data fits.
+DATA_TASK = {"slide": Task.SEGMENT, "patches": Task.CLASSIFY, "nuclei": Task.NUCLEI}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,13 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-o", "--output", required=True, metavar="CKPT")
     parser.add_argument(
-        "--task", choices=["segment", "classify", "nuclei"], help="default: from the data"
+        "--task", choices=[t.value for t in DATA_TASK.values()], help="default: from the data"
     )
-    parser.add_argument("--mode", choices=["full", "frozen-encoder", "scratch"], default=None)
+    parser.add_argument("--mode", choices=Mode.values(), default=None)
     parser.add_argument(
         "--preset",
-        default="unet-resnet34",
-        choices=["resnet34-ae", "unet-resnet34"],
+        default=Preset.UNET_RESNET34.value,
+        choices=Preset.values(),
         help="with --scratch",
     )
     parser.add_argument("--width", type=int, default=64, help="with --scratch")
@@ -54,15 +59,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.slide:
         if not args.mask:
             raise AnnotationError("--slide needs --mask MASK_OR_GEOJSON", args.slide)
-        data = FinetuneData.from_mask_file(
-            args.slide, args.mask, tuple(args.region) if args.region else None
-        )
+        region = Rect.from_xywh(*args.region) if args.region else None
+        data = FinetuneData.from_mask_file(args.slide, args.mask, region)
     elif args.patches:
         data = FinetuneData.from_patches(args.patches)
     else:
         data = FinetuneData.from_nuclei(args.nuclei)
-    task = args.task or {"slide": "segment", "patches": "classify", "nuclei": "nuclei"}[data.kind]
-    mode = args.mode or ("scratch" if args.scratch else "full")
+    task = args.task or DATA_TASK[data.kind].value
+    mode = args.mode or (Mode.SCRATCH if args.scratch else Mode.FULL).value
     cfg = FinetuneConfig(
         task=task,
         mode=mode,
@@ -72,9 +76,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         patch_size=args.patch_size,
         batch_size=args.batch_size,
         lr=args.lr,
-        epochs=args.epochs,
-        steps=args.steps,
-        minutes=args.minutes,
+        budget=budget_of(args) or FinetuneConfig.budget,
         label_fraction=args.label_fraction,
         num_patches=args.num_patches,
         recon_weight=args.recon_weight,

@@ -6,16 +6,17 @@ import argparse
 from typing import Any
 
 from ..errors import WsiSslError
+from ..geometry import Rect
+from ._settings import with_flags
 
 
-def _region(text: str) -> tuple[int, int, int, int]:
+def _region(text: str) -> Rect:
     try:
-        x, y, w, h = (int(float(v)) for v in text.split(","))
+        return Rect.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(
             f"expected x,y,w,h in level-0 pixels, got {text!r}"
         ) from exc
-    return x, y, w, h
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             results = [{"slide": args.slides[0], "store": str(store), "error": None}]
         except WsiSslError as exc:
-            results = [{"slide": args.slides[0], "store": None, "error": str(exc)}]
+            results = [{"slide": args.slides[0], "store": None, "error": with_flags(str(exc))}]
     else:
         from dataclasses import asdict
 

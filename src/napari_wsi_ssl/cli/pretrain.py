@@ -5,12 +5,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..vocab import Budget, Preset
+
 
 def add_budget(parser: argparse.ArgumentParser) -> None:
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=int, help="number of epochs (default: the paper's)")
     budget.add_argument("--steps", type=int, help="number of optimizer steps")
     budget.add_argument("--minutes", type=float, help="wall-clock budget in minutes")
+
+
+def budget_of(args: argparse.Namespace) -> Budget | None:
+    """The ``budget`` setting from ``--epochs``/``--steps``/``--minutes`` (None: none given)."""
+    return Budget.of(args.epochs, args.steps, args.minutes)
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o", "--output", required=True, metavar="CKPT", help="checkpoint file to write (.pt)"
     )
-    parser.add_argument("--preset", default="resnet34-ae", choices=["resnet34-ae", "unet-resnet34"])
+    parser.add_argument("--preset", default=Preset.RESNET34_AE.value, choices=Preset.values())
     parser.add_argument(
         "--mpp", type=float, default=None, help="working resolution in um/px (default: native)"
     )
@@ -87,9 +94,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         patch_size=args.patch_size,
         batch_size=args.batch_size,
         lr=args.lr,
-        epochs=args.epochs,
-        steps=args.steps,
-        minutes=args.minutes,
+        budget=budget_of(args) or PretrainConfig.budget,
         device=args.device,
         precision=args.precision,
         num_workers=args.workers,

@@ -12,6 +12,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..vocab import Budget, Mode, Preset
+
 
 def _floats(text: str) -> tuple[float, ...]:
     try:
@@ -35,16 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fractions", type=_floats, default=(0.01, 0.03, 0.1, 0.3, 1.0), help="label fractions"
     )
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--modes", type=_names, default=("full", "frozen-encoder", "scratch"))
+    parser.add_argument(
+        "--modes", type=_names, default=Mode.values(), help=f"of {', '.join(Mode.values())}"
+    )
     parser.add_argument(
         "--test-fraction", type=float, default=0.2, help="held-out test share of the patches"
     )
     parser.add_argument(
         "--limit", type=int, help="use a class-stratified subset of this many patches"
     )
-    parser.add_argument(
-        "--preset", default="resnet34-ae", help="model preset (default resnet34-ae)"
-    )
+    parser.add_argument("--preset", default=Preset.RESNET34_AE.value, choices=Preset.values())
     parser.add_argument(
         "--width", type=int, default=64, help="channels of the first stage (64 = ResNet34)"
     )
@@ -79,13 +81,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         width=args.width,
         patch_size=args.patch_size,
         batch_size=args.batch_size,
-        pretrain_epochs=args.pretrain_epochs,
-        pretrain_steps=args.pretrain_steps,
-        pretrain_minutes=args.pretrain_minutes,
+        pretrain_budget=Budget.of(args.pretrain_epochs, args.pretrain_steps, args.pretrain_minutes),
         pretrained=None if args.pretrained is None else str(args.pretrained),
-        finetune_epochs=args.finetune_epochs,
-        finetune_steps=args.finetune_steps,
-        finetune_minutes=args.finetune_minutes,
+        finetune_budget=Budget.of(args.finetune_epochs, args.finetune_steps, args.finetune_minutes),
         device=args.device,
         seed=args.seed,
     )

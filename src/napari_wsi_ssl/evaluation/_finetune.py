@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..events import CancelToken
+from ..vocab import Task
 
 if TYPE_CHECKING:
     from .study import StudyConfig
@@ -24,9 +25,7 @@ def pretrain_patches(
         mpp=None,
         patch_size=config.patch_size or _image_size(folder),
         batch_size=config.batch_size,
-        epochs=config.pretrain_epochs,
-        steps=config.pretrain_steps,
-        minutes=config.pretrain_minutes,
+        budget=config.pretrain_budget or PretrainConfig.budget,
         device=config.device,
         seed=config.seed,
         preview_every=10**9,
@@ -51,15 +50,13 @@ def finetune_patches(
     from ..training import FinetuneConfig, FinetuneData, finetune
 
     cfg = FinetuneConfig(
-        task="classify",
+        task=Task.CLASSIFY.value,
         mode=mode,
         preset=config.preset,
         width=config.width,
         patch_size=config.patch_size or _image_size(train_dir),
         batch_size=config.batch_size,
-        epochs=config.finetune_epochs,
-        steps=config.finetune_steps,
-        minutes=config.finetune_minutes,
+        budget=config.finetune_budget or FinetuneConfig.budget,
         val_fraction=0.2,
         # the feature cache of training cannot take an empty validation set (tiny label sets)
         cache_features=False,

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AnnotationError
+from ..vocab import class_value
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 MASK_FOLDERS = ("masks_instance_png", "masks", "labels", "masks_instance")
 MASK_SUFFIXES = ("_instance", "_mask", "_masks", "_labels", "_label", "")
-_SYNONYMS = {"tumor": "tumour", "normal": "normal", "background": "background"}
 
 
 @dataclass(frozen=True)
@@ -63,17 +63,6 @@ def read_labels(path: Path) -> np.ndarray:
     if arr.ndim == 3:  # an RGB(A)-encoded mask: one channel holds the labels
         arr = arr[..., 0]
     return arr.astype(np.int32)
-
-
-def _class_index(name: str, class_names: list[str] | None) -> int | None:
-    if name.isdigit():
-        return int(name)
-    if class_names:
-        wanted = _SYNONYMS.get(name.lower(), name.lower())
-        lowered = [_SYNONYMS.get(c.lower(), c.lower()) for c in class_names]
-        if wanted in lowered:
-            return lowered.index(wanted)
-    return None
 
 
 def read_patch_folder(
@@ -130,7 +119,7 @@ def read_patch_folder(
         )
     else:
         subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-        mapped = {d: _class_index(d.name, class_names) for d in subdirs}
+        mapped = {d: class_value(d.name, class_names) for d in subdirs}
         if any(v is None for v in mapped.values()):
             mapped = {d: i for i, d in enumerate(subdirs)}  # fall back to sorted order
             names = [d.name for d in subdirs]

@@ -34,11 +34,11 @@ import numpy as np
 from .._atomic import atomic_write_text
 from ..errors import AnnotationError, CancelledError, WsiSslError
 from ..events import CancelToken, Log, Progress
+from ..vocab import Budget, Mode, Preset
 from . import metrics, plots
 from ._common import _check, clean
 from .data import PatchSet, load_patches, read_patch_folder
 
-MODES = ("full", "frozen-encoder", "scratch")
 METRICS = ("precision", "recall", "f1", "accuracy", "auc")
 
 
@@ -46,25 +46,21 @@ METRICS = ("precision", "recall", "f1", "accuracy", "auc")
 class StudyConfig:
     """Settings of a label-efficiency study.
 
-    Budgets: ``pretrain_steps``, else ``pretrain_minutes``, else ``pretrain_epochs`` (and the same
-    for fine-tuning); with none, the training defaults apply (the papers' 200 and 80 epochs).
+    Budgets: ``pretrain_budget`` and ``finetune_budget``; with none, the training defaults
+    apply (the papers' 200 and 80 epochs).
     """
 
     fractions: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
     folds: int = 5
-    modes: tuple[str, ...] = MODES
+    modes: tuple[str, ...] = Mode.values()
     test_fraction: float = 0.2
     min_per_class: int = 2
-    preset: str = "resnet34-ae"
+    preset: str = Preset.RESNET34_AE.value
     width: int = 64
     patch_size: int | None = None
     batch_size: int = 32
-    pretrain_epochs: int | None = None
-    pretrain_steps: int | None = None
-    pretrain_minutes: float | None = None
-    finetune_epochs: int | None = None
-    finetune_steps: int | None = None
-    finetune_minutes: float | None = None
+    pretrain_budget: Budget | None = None
+    finetune_budget: Budget | None = None
     limit: int | None = None
     pretrained: str | None = None
     device: str = "auto"
@@ -75,11 +71,12 @@ class StudyConfig:
             raise WsiSslError(f"label fractions must lie in (0, 1], got {self.fractions}")
         if self.folds < 2:
             raise WsiSslError(f"a study needs at least 2 folds, got {self.folds}")
-        unknown = set(self.modes) - set(MODES)
+        unknown = set(self.modes) - set(Mode.values())
         if unknown or not self.modes:
             raise WsiSslError(
-                f"unknown modes {sorted(unknown)}", hint=f"choose among {', '.join(MODES)}"
+                f"unknown modes {sorted(unknown)}", hint=f"choose among {', '.join(Mode.values())}"
             )
+        object.__setattr__(self, "modes", tuple(Mode(m).value for m in self.modes))
         if not 0 < self.test_fraction < 1:
             raise WsiSslError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
 
@@ -260,7 +257,7 @@ def iter_study(
 
     pool = np.sort(np.concatenate(folds))
     pretrained = Path(config.pretrained) if config.pretrained else out / "pretrained.pt"
-    if any(m != "scratch" for m in config.modes) and not pretrained.is_file():
+    if any(m != Mode.SCRATCH for m in config.modes) and not pretrained.is_file():
         yield Log(f"pretraining on {pool.size} unlabelled patches")
         start = time.perf_counter()
         pool_dir = _link_folder(work / "pool", patches, pool, labelled=False)

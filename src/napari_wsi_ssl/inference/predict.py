@@ -11,6 +11,7 @@ import numpy as np
 from .._digest import file_sha256
 from ..errors import CheckpointError, WsiSslError
 from ..events import CancelToken, Log, StoreReady, TilesDone
+from ..geometry import Rect
 from .config import PredictConfig
 from .jobs import nuclei_job, tumour_job
 from .runner import choose_device, run_tiles
@@ -30,7 +31,7 @@ def predict_slide(
     out_dir: str | Path,
     config: PredictConfig = PredictConfig(),
     visible_first: Box | None = None,
-    region: tuple[int, int, int, int] | None = None,
+    region: Rect | tuple[int, int, int, int] | None = None,
     cancel: CancelToken | None = None,
 ) -> Events:
     """Predict a slide tile by tile into ``out_dir/<slide>.<key>.ome.zarr``; return that path.
@@ -51,7 +52,7 @@ def predict_slide(
     visible_first
         ``(y0, x0, y1, x1)`` in level-0 pixels: tiles under this view are computed first.
     region
-        ``(x, y, w, h)`` in level-0 pixels: only this part of the slide is predicted.
+        A ``Rect`` (or ``(x, y, w, h)``) in level-0 pixels: only this part is predicted.
     cancel
         Checked every batch; on cancel the finished tiles stay in the store (resumable) and
         ``CancelledError`` is raised.
@@ -87,7 +88,7 @@ def predict_opened(
     out_dir: str | Path,
     config: PredictConfig,
     visible_first: Box | None,
-    region: tuple[int, int, int, int] | None,
+    region: Rect | tuple[int, int, int, int] | None,
     cancel: CancelToken | None,
     fingerprint: dict[str, Any],
     mask: tuple[np.ndarray, float] | None = None,
@@ -128,7 +129,7 @@ def open_store(
     checkpoint_path: str | Path | None,
     out_dir: str | Path,
     config: PredictConfig,
-    region: tuple[int, int, int, int] | None,
+    region: Rect | tuple[int, int, int, int] | None,
     fingerprint: dict[str, Any],
 ) -> tuple[Path, Any, dict[str, str]]:
     """Open (or create) the store of a prediction.
@@ -144,10 +145,13 @@ def open_store(
     for p in (checkpoint_path, config.nuclei_checkpoint):
         if p is not None and not Path(p).is_file():
             raise CheckpointError("no such checkpoint file", p)
-    region = None if region is None else tuple(int(v) for v in region)  # type: ignore[assignment]
+    rect = Rect.coerce(region)
+    xywh = (
+        None if rect is None else rect.xywh
+    )  # the store's metadata and cache key keep (x, y, w, h)
     ck_sha = file_sha256(checkpoint_path) if checkpoint_path else None
     nk_sha = file_sha256(config.nuclei_checkpoint) if config.nuclei_checkpoint else None
-    base = {"format": FORMAT, "slide": fingerprint, "region": region}
+    base = {"format": FORMAT, "slide": fingerprint, "region": xywh}
     tkey = hash_key({**base, "checkpoint": ck_sha, "config": config.tumour_key()})
     nuclei_method = {"learned": LEARNED_NUCLEI_VERSION} if nk_sha else {}
     nkey = hash_key({**base, "checkpoint": nk_sha, "config": config.nuclei_key(), **nuclei_method})
@@ -160,7 +164,7 @@ def open_store(
             "slide": fingerprint["path"],
             "checkpoint": str(checkpoint_path) if checkpoint_path else None,
             "checkpoint_sha256": ck_sha,
-            "region": region,
+            "region": xywh,
             "mpp": slide.mpp,
             "format": FORMAT,
         },
@@ -178,7 +182,7 @@ def make_jobs(
     checkpoint_path: str | Path | None,
     root: Any,
     config: PredictConfig,
-    region: tuple[int, int, int, int] | None,
+    region: Rect | tuple[int, int, int, int] | None,
     device: Any,
     keys: dict[str, str],
     mask: tuple[np.ndarray, float] | None,

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from ..geometry import Rect
+
 Box = tuple[int, int, int, int]  # (y0, x0, y1, x1)
 
 
@@ -87,18 +89,14 @@ def make_grid(
     downsample: float,
     tile: int,
     margin: int,
-    region: tuple[int, int, int, int] | None = None,
+    region: Rect | tuple[int, int, int, int] | None = None,
     cell: int = 1,
 ) -> TileGrid:
-    """A grid over ``region`` (x, y, w, h level-0 px; the whole slide when ``None``)."""
-    from ..errors import WsiSslError
-
+    """A grid over the part of ``region`` on the slide (level-0 px; the whole slide when ``None``;
+    a tuple is ``(x, y, w, h)``)."""
     w0, h0 = slide_dims
-    x, y, w, h = region if region is not None else (0, 0, w0, h0)
-    x, y = max(0, int(x)), max(0, int(y))
-    w, h = min(int(w), w0 - x), min(int(h), h0 - y)
-    if w <= 0 or h <= 0:
-        raise WsiSslError(f"the region {region} lies outside the slide ({w0} x {h0} px)")
+    rect = Rect.coerce(region) or Rect(0, 0, w0, h0)
+    x, y, w, h = rect.check_inside(w0, h0).xywh
     od = downsample * cell
     shape = (max(1, int(h // od)), max(1, int(w // od)))
     extent = (max(1, int((h0 - y) // od)), max(1, int((w0 - x) // od)))

@@ -13,6 +13,7 @@ The file holds only plain types (dicts, lists, strings, numbers, tensors), so th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch
 from .._atomic import atomic_path
 from .._digest import file_sha256
 from ..errors import CheckpointError
+from ..vocab import NUCLEI_CLASS_NAMES, Task, class_names_for
 from .net import PRESETS, TASKS, WsiModel, build_from_arch
 
 FORMAT = "napari-wsi-ssl"
@@ -48,12 +50,11 @@ class Checkpoint:
 
 
 def default_class_names(task: str, num_classes: int) -> list[str]:
-    if task == "nuclei":
-        return ["background", "foreground", "boundary"]
-    if task == "reconstruct":
+    if task == Task.NUCLEI:
+        return list(NUCLEI_CLASS_NAMES)
+    if task == Task.RECONSTRUCT:
         return []
-    base = ["background", "tumour", "normal"]
-    return [base[i] if i < len(base) else f"class {i}" for i in range(num_classes)]
+    return class_names_for([num_classes - 1])
 
 
 def save_checkpoint(
@@ -111,6 +112,8 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, Enum):  # a vocabulary name: stored as its plain string
+        return _plain(value.value)
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if isinstance(value, torch.Tensor):

@@ -14,27 +14,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..vocab import Preset, Task
 from .decoder import DECODER_LAYERS, InvertedResNetDecoder, LightSegHead
 from .resnet import RESNET34_LAYERS, ResNetEncoder
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-TASKS = ("reconstruct", "segment", "classify", "nuclei")
+TASKS = Task.values()
 SEG_HEADS = ("decoder", "light")
 
 #: preset name -> (decoder skips, joint reconstruction head when segmenting)
 PRESETS: dict[str, dict[str, Any]] = {
     # paper 1: ResNet34 autoencoder; segmentation uses the same inverted decoder without skips
-    "resnet34-ae": {"skips": (), "joint_recon": False},
+    Preset.RESNET34_AE.value: {"skips": (), "joint_recon": False},
     # paper 2: UNet with the shallowest skip (stride 2) removed, fine-tuned on segmentation and
     # reconstruction together
-    "unet-resnet34": {"skips": (16, 8, 4), "joint_recon": True},
+    Preset.UNET_RESNET34.value: {"skips": (16, 8, 4), "joint_recon": True},
 }
 
 
 def make_arch(
     preset: str,
-    task: str = "reconstruct",
+    task: str = Task.RECONSTRUCT.value,
     num_classes: int = 2,
     width: int = 64,
     *,
@@ -45,22 +46,23 @@ def make_arch(
     std: Sequence[float] = IMAGENET_STD,
 ) -> dict[str, Any]:
     """The plain-dict architecture config of a preset (what a checkpoint stores)."""
-    if preset not in PRESETS:
+    if preset not in Preset.values():
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {list(TASKS)}")
     if seg_head not in SEG_HEADS:
         raise ValueError(f"unknown seg_head {seg_head!r}; choose one of {list(SEG_HEADS)}")
-    if task == "nuclei":
+    preset, task = Preset(preset).value, Task(task).value  # plain strings in the checkpoint
+    if task == Task.NUCLEI:
         num_classes = 3
-    if task == "reconstruct":
+    if task == Task.RECONSTRUCT:
         num_classes = 0
     elif num_classes < 2:
         raise ValueError(f"a {task} model needs at least 2 classes, got {num_classes}")
     spec = PRESETS[preset]
     if recon_head is None:
-        recon_head = task == "reconstruct" or (
-            spec["joint_recon"] and task in ("segment", "nuclei") and seg_head == "decoder"
+        recon_head = task == Task.RECONSTRUCT or (
+            spec["joint_recon"] and task in (Task.SEGMENT, Task.NUCLEI) and seg_head == "decoder"
         )
     return {
         "preset": preset,
@@ -70,7 +72,7 @@ def make_arch(
         "encoder_layers": list(RESNET34_LAYERS),
         "decoder_layers": list(DECODER_LAYERS),
         "skips": [int(s) for s in (spec["skips"] if skips is None else skips)],
-        "seg_head": seg_head if task in ("segment", "nuclei") else None,
+        "seg_head": seg_head if task in (Task.SEGMENT, Task.NUCLEI) else None,
         "recon_head": bool(recon_head),
         "mean": [float(m) for m in mean],
         "std": [float(s) for s in std],
@@ -110,7 +112,7 @@ class WsiModel(nn.Module):
         elif arch["seg_head"] == "light":
             self.seg_head = LightSegHead(w, self.num_classes)
         self.classifier: nn.Module | None = None
-        if self.task == "classify":
+        if self.task == Task.CLASSIFY:
             # paper 1: GAP, Linear(512->128), ReLU, Linear(128->C) at width 64
             self.classifier = nn.Sequential(
                 nn.Linear(8 * w, 2 * w), nn.ReLU(inplace=True), nn.Linear(2 * w, self.num_classes)
@@ -178,7 +180,11 @@ class WsiModel(nn.Module):
 
 
 def build_model(
-    preset: str, task: str = "reconstruct", num_classes: int = 2, width: int = 64, **options: Any
+    preset: str,
+    task: str = Task.RECONSTRUCT.value,
+    num_classes: int = 2,
+    width: int = 64,
+    **options: Any,
 ) -> WsiModel:
     """Build a model from a preset.
 

@@ -2,7 +2,7 @@
 
 All coordinates are the top-left corners of patches in level-0 pixels; a patch covers
 ``patch_size * downsample`` level-0 pixels on a side. Masks come with their own downsample
-relative to level 0. A region is ``(x, y, w, h)`` in level-0 pixels.
+relative to level 0. A region is a ``Rect`` in level-0 pixels.
 """
 
 from __future__ import annotations
@@ -12,21 +12,16 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import AnnotationError
+from ..geometry import Rect
+from ..vocab import UNLABELLED
 
-Region = tuple[int, int, int, int]
 
-
-def _region_window(
-    shape: tuple[int, int], mask_downsample: float, region: Region | None
-) -> tuple[int, int, int, int]:
-    """The (row0, row1, col0, col1) window of a mask covered by a level-0 region."""
+def mask_window(shape: tuple[int, int], mask_downsample: float, region: Rect | None) -> Rect:
+    """The part of a mask (in its own pixels) covered by a level-0 region; the whole mask for None."""
     h, w = shape
     if region is None:
-        return 0, h, 0, w
-    x, y, rw, rh = region
-    c0, r0 = int(np.floor(x / mask_downsample)), int(np.floor(y / mask_downsample))
-    c1, r1 = int(np.ceil((x + rw) / mask_downsample)), int(np.ceil((y + rh) / mask_downsample))
-    return max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
+        return Rect(0, 0, w, h)
+    return region.scaled(1 / mask_downsample).clipped(w, h)
 
 
 def grid_coords(
@@ -35,7 +30,7 @@ def grid_coords(
     patch_size: int,
     downsample: float,
     *,
-    region: Region | None = None,
+    region: Rect | None = None,
     min_fraction: float = 0.5,
     stride: int | None = None,
 ) -> np.ndarray:
@@ -48,7 +43,9 @@ def grid_coords(
     step = (stride or patch_size) * downsample
     h, w = mask.shape
     x0, y0, rw, rh = (
-        region if region is not None else (0, 0, int(w * mask_downsample), int(h * mask_downsample))
+        region.xywh
+        if region is not None
+        else (0, 0, int(w * mask_downsample), int(h * mask_downsample))
     )
     xs = np.arange(x0, x0 + rw - span + 1, step) if rw >= span else np.array([x0])
     ys = np.arange(y0, y0 + rh - span + 1, step) if rh >= span else np.array([y0])
@@ -88,11 +85,12 @@ def random_coords(
     n: int,
     rng: np.random.Generator,
     *,
-    region: Region | None = None,
+    region: Rect | None = None,
 ) -> np.ndarray:
     """``n`` patches centred on random pixels of ``mask`` (e.g. tissue), as (N, 2) level-0 corners."""
-    r0, r1, c0, c1 = _region_window(np.shape(mask), mask_downsample, region)
-    rows, cols = np.nonzero(np.asarray(mask, dtype=bool)[r0:r1, c0:c1])
+    win = mask_window(np.shape(mask), mask_downsample, region)
+    r0, c0 = win.y0, win.x0
+    rows, cols = np.nonzero(np.asarray(mask, dtype=bool)[win.y0 : win.y1, win.x0 : win.x1])
     if rows.size == 0:
         raise AnnotationError(
             "no tissue (or no mask pixel) in the sampling area", hint="check the region and mask"
@@ -111,21 +109,22 @@ def balanced_coords(
     n: int,
     rng: np.random.Generator,
     *,
-    region: Region | None = None,
+    region: Rect | None = None,
     classes: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Patches centred on labelled pixels, each class drawn with equal probability (paper 2).
 
-    Label 0 is unlabelled and never drawn. Returns ((N, 2) level-0 corners, (N,) drawn classes).
+    Unlabelled pixels (``UNLABELLED``) are never drawn. Returns ((N, 2) level-0 corners, (N,) drawn classes).
 
     Raises
     ------
     AnnotationError
         When no pixel is labelled in the sampling area.
     """
-    r0, r1, c0, c1 = _region_window(np.shape(labels), mask_downsample, region)
-    window = np.asarray(labels)[r0:r1, c0:c1]
-    present = [int(c) for c in np.unique(window) if c != 0]
+    win = mask_window(np.shape(labels), mask_downsample, region)
+    r0, c0 = win.y0, win.x0
+    window = np.asarray(labels)[win.y0 : win.y1, win.x0 : win.x1]
+    present = [int(c) for c in np.unique(window) if c != UNLABELLED]
     if classes is not None:
         present = [c for c in present if c in set(classes)]
     if not present:

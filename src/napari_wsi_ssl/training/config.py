@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from typing import Any
 
 from ..errors import TrainingError
+from ..vocab import Budget, Mode, Preset, Task
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
     """Self-supervised reconstruction pretraining (paper 1: autoencoder; paper 2: UNet).
 
-    The budget is ``steps``, else ``minutes``, else ``epochs`` (200 when none is given). An epoch
-    is one pass over the patches: every grid patch over tissue of every slide (at most
-    ``patches_per_slide``), or every image of a patch folder.
+    The budget defaults to the paper's 200 epochs. An epoch is one pass over the patches: every
+    grid patch over tissue of every slide (at most ``patches_per_slide``), or every image of a
+    patch folder. ``epochs``/``steps``/``minutes`` are shorthands that build ``budget``.
     """
 
-    preset: str = "resnet34-ae"
+    preset: str = Preset.RESNET34_AE.value
     width: int = 64
     mpp: float | None = 1.0
     patch_size: int = 256
@@ -26,9 +27,7 @@ class PretrainConfig:
     lr: float = 1e-4
     milestones: tuple[float, float] = (0.55, 0.8)
     gamma: float = 0.1
-    epochs: int | None = None
-    steps: int | None = None
-    minutes: float | None = None
+    budget: Budget = Budget(200)
     patches_per_slide: int = 2000
     min_tissue: float = 0.5
     augment: bool = True
@@ -38,10 +37,12 @@ class PretrainConfig:
     seed: int = 0
     preview_every: int = 50
     resume: bool = False
-    default_epochs: int = 200
+    epochs: InitVar[int | None] = None
+    steps: InitVar[int | None] = None
+    minutes: InitVar[float | None] = None
 
-    def __post_init__(self) -> None:
-        _check_numbers(self)
+    def __post_init__(self, epochs: int | None, steps: int | None, minutes: float | None) -> None:
+        _settle(self, epochs, steps, minutes)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "pretrain", **dataclasses.asdict(self)}
@@ -51,25 +52,22 @@ class PretrainConfig:
 class FinetuneConfig:
     """Fine-tuning for segmentation, classification or nuclei (Adam, fixed lr 1e-4, 80 epochs).
 
-    ``mode``: ``"full"`` trains every weight; ``"frozen-encoder"`` freezes the encoder (features
+    The budget defaults to the paper's 80 epochs. ``mode``: ``"full"`` trains every weight; ``"frozen-encoder"`` freezes the encoder (features
     are cached when the head allows it: the fast interactive mode); ``"scratch"`` starts from
     random weights, the baseline of every study. ``seg_head="auto"`` is the light head for
     ``frozen-encoder`` and the inverted-ResNet decoder otherwise. ``mpp`` and ``patch_size``
     default to the initial checkpoint's.
     """
 
-    task: str = "segment"
-    mode: str = "full"
-    preset: str = "unet-resnet34"
+    task: str = Task.SEGMENT.value
+    mode: str = Mode.FULL.value
+    preset: str = Preset.UNET_RESNET34.value
     width: int = 64
     mpp: float | None = None
     patch_size: int | None = None
     batch_size: int = 16
     lr: float = 1e-4
-    epochs: int | None = None
-    steps: int | None = None
-    minutes: float | None = None
-    default_epochs: int = 80
+    budget: Budget = Budget(80)
     num_patches: int = 512
     val_fraction: float = 0.2
     max_val: int = 512
@@ -86,9 +84,14 @@ class FinetuneConfig:
     seed: int = 0
     preview_every: int = 50
     resume: bool = False
+    epochs: InitVar[int | None] = None
+    steps: InitVar[int | None] = None
+    minutes: InitVar[float | None] = None
 
-    def __post_init__(self) -> None:
-        _check_numbers(self)
+    def __post_init__(self, epochs: int | None, steps: int | None, minutes: float | None) -> None:
+        _settle(self, epochs, steps, minutes)
+        object.__setattr__(self, "task", Task.check(self.task, "task"))
+        object.__setattr__(self, "mode", Mode.check(self.mode, "fine-tuning mode"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "finetune", **dataclasses.asdict(self)}
@@ -104,8 +107,17 @@ def lr_factor(
     return float(gamma ** sum(progress >= m for m in milestones))
 
 
+def _settle(config: Any, epochs: int | None, steps: int | None, minutes: float | None) -> None:
+    """Build ``budget`` from the shorthands, keep names as plain strings, refuse bad numbers."""
+    budget = Budget.of(epochs, steps, minutes)
+    if budget is not None:
+        object.__setattr__(config, "budget", budget)
+    object.__setattr__(config, "preset", Preset.check(config.preset, "preset"))
+    _check_numbers(config)
+
+
 def _check_numbers(config: Any) -> None:
-    """Refuse sizes and budgets that cannot train (a zero batch would divide by zero later)."""
+    """Refuse sizes that cannot train (a zero batch would divide by zero later)."""
     for name in ("batch_size", "width", "patch_size"):
         value = getattr(config, name, None)
         if value is not None and value < 1:

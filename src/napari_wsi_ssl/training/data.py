@@ -8,7 +8,7 @@ napari Fine-tune dock), a mask image or GeoJSON file over a slide, a labelled pa
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,10 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..errors import AnnotationError, TrainingError
+from ..geometry import Rect
 from ..patches import IMAGE_SUFFIXES, SLIDE_SUFFIXES
-from ..patches.coords import Region
+from ..patches.coords import mask_window
+from ..vocab import UNLABELLED, default_class_name
 
 
 class Indexed(Dataset):
@@ -101,18 +103,24 @@ def resolve_sources(sources: Sequence[str | Path]) -> tuple[list[Path], list[Pat
 class FinetuneData:
     """Labelled data for fine-tuning; build it with the ``from_*`` constructors.
 
-    ``labels`` is a uint8 array (0 unlabelled, 1 tumour, 2 normal, ...) whose pixel covers
-    ``labels_downsample`` level-0 pixels of ``slide``; ``region`` (x, y, w, h) in level-0 pixels
-    limits where patches are drawn.
+    ``labels`` is a uint8 array (``UNLABELLED`` 0, then 1 tumour, 2 normal, ... by default) whose
+    pixel covers ``labels_downsample`` level-0 pixels of ``slide``; ``region`` (a ``Rect``, or
+    ``(x, y, w, h)``, in level-0 pixels) limits where patches are drawn. ``class_names`` maps
+    label values to the names the user gave them (a painted layer's, a GeoJSON's); the
+    checkpoint stores them.
     """
 
     kind: str  # "slide", "patches" or "nuclei"
     slide: Path | None = None
     labels: np.ndarray | None = None
     labels_downsample: float = 1.0
-    region: Region | None = None
+    region: Rect | None = None
     folder: Path | None = None
     slide_mpp: float | None = None
+    class_names: Mapping[int, str] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "region", Rect.coerce(self.region))
 
     @classmethod
     def from_arrays(
@@ -120,9 +128,11 @@ class FinetuneData:
         slide: str | Path,
         labels: np.ndarray,
         downsample: float,
-        region: Region | None = None,
+        region: Rect | Sequence[float] | None = None,
         slide_mpp: float | None = None,
+        class_names: Mapping[int, str] | None = None,
     ) -> FinetuneData:
+        """Painted labels over a slide; ``class_names`` are the names painted (value -> name)."""
         labels = np.asarray(labels)
         if labels.ndim != 2:
             raise AnnotationError(f"the annotation must be 2-D, got shape {labels.shape}", slide)
@@ -131,8 +141,9 @@ class FinetuneData:
             Path(slide),
             labels.astype(np.uint8),
             float(downsample),
-            region,
+            Rect.coerce(region),
             slide_mpp=slide_mpp,
+            class_names=dict(class_names) if class_names else None,
         )
 
     @classmethod
@@ -140,7 +151,7 @@ class FinetuneData:
         cls,
         slide: str | Path,
         mask: str | Path,
-        region: Region | None = None,
+        region: Rect | Sequence[float] | None = None,
         zero_is: str = "auto",
         slide_mpp: float | None = None,
     ) -> FinetuneData:
@@ -148,22 +159,32 @@ class FinetuneData:
 
         ``zero_is="auto"``: a mask of only 0/1 is a full ground truth (0 becomes class 2, normal);
         otherwise 0 is unlabelled. GeoJSON features are classified by ``classification.name``
-        (tumour/tumor -> 1, anything else -> 2) or an integer ``label`` property.
+        (tumour/tumor -> 1, anything else -> 2) or an integer ``label`` property; a value whose
+        features share one classification name is called by that name.
         """
         from ..slide import open_slide
 
         mask = Path(mask)
         with open_slide(slide, mpp=slide_mpp) as s:
             width, height = s.dimensions
+        names: dict[int, str] | None = None
         if mask.suffix.lower() in (".geojson", ".json"):
-            labels, ds = _rasterise_geojson(mask, width, height)
+            labels, ds, names = _rasterise_geojson(mask, width, height)
         else:
             labels = _read_mask(mask)
             ds = width / labels.shape[1]
             values = set(np.unique(labels).tolist())
             if zero_is == "normal" or (zero_is == "auto" and values <= {0, 1}):
                 labels = np.where(labels > 0, 1, 2).astype(np.uint8)
-        return cls("slide", Path(slide), labels, float(ds), region, slide_mpp=slide_mpp)
+        return cls(
+            "slide",
+            Path(slide),
+            labels,
+            float(ds),
+            Rect.coerce(region),
+            slide_mpp=slide_mpp,
+            class_names=names,
+        )
 
     @classmethod
     def from_patches(cls, folder: str | Path) -> FinetuneData:
@@ -175,7 +196,7 @@ class FinetuneData:
 
 
 def check_painted(
-    labels: np.ndarray, downsample: float, slide: Any, region: Region | None = None
+    labels: np.ndarray, downsample: float, slide: Any, region: Rect | None = None
 ) -> list[int]:
     """The painted classes a fine-tuning can use; AnnotationError naming the slide otherwise.
 
@@ -195,18 +216,11 @@ def check_painted(
             path,
             "paint on the annotation layer made for this slide, or give a mask of its shape",
         )
-    window = labels
     if region is not None:
-        x, y, rw, rh = region
-        c0, r0 = max(0, int(x // downsample)), max(0, int(y // downsample))
-        c1 = min(lw, int(np.ceil((x + rw) / downsample)))
-        r1 = min(lh, int(np.ceil((y + rh) / downsample)))
-        if c1 <= c0 or r1 <= r0:
-            raise AnnotationError(
-                f"the region {tuple(region)} lies outside the slide ({w0} x {h0} px)", path
-            )
-        window = labels[r0:r1, c0:c1]
-    present = sorted(int(v) for v in np.unique(window) if v != 0)
+        region.check_inside(w0, h0, path)
+    win = mask_window(labels.shape, downsample, region)
+    window = labels[win.y0 : win.y1, win.x0 : win.x1]
+    present = sorted(int(v) for v in np.unique(window) if v != UNLABELLED)
     where = " inside the region" if region is not None else ""
     if len(present) < 2:
         raise AnnotationError(
@@ -229,7 +243,7 @@ def check_painted(
                 ((cols + 0.5) * downsample / mask_ds).astype(np.int64), 0, mask.shape[1] - 1
             )
             if not mask[mr, mc].any():
-                name = {1: "tumour", 2: "normal"}.get(value, f"class {value}")
+                name = default_class_name(value)
                 raise AnnotationError(
                     f"label {value} ({name}) is painted only outside the tissue",
                     path,
@@ -263,15 +277,19 @@ def _read_mask(path: Path) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
-def _class_of(props: dict[str, Any]) -> int:
-    if isinstance(props.get("label"), int):
-        return int(props["label"])
+def _class_of(props: dict[str, Any]) -> tuple[int, str]:
+    """A feature's label value and its classification name ("" when it has none)."""
     cls = props.get("classification") or {}
-    name = str(cls.get("name", props.get("name", ""))).lower()
-    return 1 if name.startswith(("tumo", "metast", "cancer")) else 2
+    name = str(cls.get("name", props.get("name", "")) if isinstance(cls, dict) else cls).strip()
+    if isinstance(props.get("label"), int):
+        return int(props["label"]), name
+    return (1 if name.lower().startswith(("tumo", "metast", "cancer")) else 2), name
 
 
-def _rasterise_geojson(path: Path, width: int, height: int) -> tuple[np.ndarray, float]:
+def _rasterise_geojson(
+    path: Path, width: int, height: int
+) -> tuple[np.ndarray, float, dict[int, str]]:
+    """The labels of a GeoJSON's polygons, their downsample, and the names of the values."""
     from skimage.draw import polygon
 
     try:
@@ -282,12 +300,14 @@ def _rasterise_geojson(path: Path, width: int, height: int) -> tuple[np.ndarray,
     ds = max(1.0, max(width, height) / 8192)
     out = np.zeros((int(np.ceil(height / ds)), int(np.ceil(width / ds))), dtype=np.uint8)
     n = 0
+    spelled: dict[int, set[str]] = {}
     for f in feats:
         geom = (f or {}).get("geometry") or {}
         polys = {"Polygon": [geom.get("coordinates")], "MultiPolygon": geom.get("coordinates")}.get(
             str(geom.get("type")), []
         )
-        value = _class_of(f.get("properties") or {})
+        value, name = _class_of(f.get("properties") or {})
+        spelled.setdefault(value, set()).add(name)
         for poly in polys or []:
             for k, ring in enumerate(poly or []):
                 xy = np.asarray(ring, dtype=float) / ds
@@ -296,4 +316,5 @@ def _rasterise_geojson(path: Path, width: int, height: int) -> tuple[np.ndarray,
                 n += 1
     if n == 0:
         raise AnnotationError("the GeoJSON holds no polygon", path)
-    return out, ds
+    names = {v: next(iter(s)) for v, s in spelled.items() if len(s) == 1 and "" not in s}
+    return out, ds, names

@@ -22,11 +22,11 @@ def choose_device(name: str = "auto") -> torch.device:
         return torch.device("mps") if has_mps else torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise TrainingError(
-            "CUDA was asked for but no CUDA GPU is visible", hint="use --device cpu or auto"
+            "CUDA was asked for but no CUDA GPU is visible", hint="set 'device' to cpu or auto"
         )
     if name == "mps" and not has_mps:
         raise TrainingError(
-            "MPS was asked for but is not available", hint="use --device cpu or auto"
+            "MPS was asked for but is not available", hint="set 'device' to cpu or auto"
         )
     try:
         return torch.device(name)

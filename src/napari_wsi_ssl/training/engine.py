@@ -26,7 +26,7 @@ from .._atomic import ensure_writable
 from ..errors import CheckpointError, TrainingError
 from ..events import CancelToken, Log, Preview, Progress
 from ..models import WsiModel, read_payload, save_checkpoint
-from .config import lr_factor
+from .config import FinetuneConfig, PretrainConfig, lr_factor
 from .device import autocast_for, choose_device
 
 Batch = dict[str, Any]
@@ -35,28 +35,20 @@ Outputs = dict[str, torch.Tensor]
 
 @dataclass
 class Job:
-    """What differs between runs: model, data, loss, validation and checkpoint metadata."""
+    """What differs between runs: model, data, loss, validation and checkpoint metadata.
 
+    Hyper-parameters, budget, device and seed come from ``config``; ``milestones``, ``gamma``
+    and ``patience`` apply when the config has them.
+    """
+
+    config: PretrainConfig | FinetuneConfig
     model: WsiModel
     params: list[torch.nn.Parameter]
     train_set: Dataset
     loss_fn: Callable[[Outputs, Batch], torch.Tensor]
     forward: Callable[[torch.nn.Module, Batch], Outputs]
     meta: dict[str, Any]  # mpp, patch_size, class_names, train_config
-    lr: float
-    batch_size: int
-    epochs: int | None
-    steps: int | None
-    minutes: float | None
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    num_workers: int = 0
-    preview_every: int = 50
-    resume: bool = False
-    milestones: tuple[float, ...] = ()
-    gamma: float = 0.1
-    patience: int | None = None
+    in_memory: bool = False  # the samples are tensors on the device: no loader workers
     evaluate: Callable[[torch.nn.Module, Callable[[Batch], Batch]], dict[str, float]] | None = None
     preview: Callable[[Outputs, Batch], dict[str, np.ndarray]] | None = None
     prepare: Callable[[torch.device], Generator[Any, None, None]] | None = None
@@ -116,12 +108,16 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[i
 def run(job: Job, out: Path, cancel: CancelToken | None = None) -> Generator[Any, None, Path]:
     """Train ``job`` and return the checkpoint path (see module docstring)."""
     out = Path(out)
+    cfg = job.config
     ensure_writable(out)  # before any work: a run must not end unable to save
-    device = choose_device(job.device)
+    device = choose_device(cfg.device)
     rank, world, device = setup_distributed(device)
-    torch.manual_seed(job.seed)
+    torch.manual_seed(cfg.seed)
     model = job.model.to(device)
-    opt = torch.optim.Adam(job.params, lr=job.lr)
+    opt = torch.optim.Adam(job.params, lr=cfg.lr)
+    budget = cfg.budget
+    milestones = tuple(getattr(cfg, "milestones", ()))
+    patience = getattr(cfg, "patience", None)
     micro_saved = 0
     st: dict[str, Any] = {
         "step": 0,
@@ -133,7 +129,7 @@ def run(job: Job, out: Path, cancel: CancelToken | None = None) -> Generator[Any
     }
     best_state: dict[str, torch.Tensor] | None = None
     history = job.history
-    if job.resume and out.is_file():
+    if cfg.resume and out.is_file():
         payload, _ = read_payload(out)
         res = payload.get("resume")
         if not res:
@@ -157,15 +153,16 @@ def run(job: Job, out: Path, cancel: CancelToken | None = None) -> Generator[Any
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    autocast = autocast_for(device, job.precision)
+    autocast = autocast_for(device, cfg.precision)
     n = len(job.train_set)  # type: ignore[arg-type]
-    per_epoch = len(epoch_batches(n, job.batch_size, job.seed, 0))
-    total = job.steps or (None if job.minutes else per_epoch * (job.epochs or 1))
-    micro = max(job.batch_size // world, 1)
-    if job.resume and out.is_file() and micro_saved:
+    batch_size = min(cfg.batch_size, n)
+    per_epoch = len(epoch_batches(n, batch_size, cfg.seed, 0))
+    total = budget.total_steps(per_epoch)
+    micro = max(batch_size // world, 1)
+    if cfg.resume and out.is_file() and micro_saved:
         micro = min(micro, micro_saved)
     t_start = time.monotonic() - st["elapsed"]
-    saved = out.is_file() and job.resume
+    saved = out.is_file() and cfg.resume
 
     def save() -> None:
         nonlocal saved
@@ -186,17 +183,8 @@ def run(job: Job, out: Path, cancel: CancelToken | None = None) -> Generator[Any
         )
         saved = True
 
-    def progress() -> float:
-        if job.minutes:
-            return min((time.monotonic() - t_start) / (60 * job.minutes), 1.0)
-        return st["step"] / max(total or 1, 1)
-
     def budget_spent() -> bool:
-        if job.steps is not None and st["step"] >= job.steps:
-            return True
-        if job.minutes is not None:
-            return time.monotonic() - t_start >= 60 * job.minutes
-        return job.steps is None and st["epoch"] >= (job.epochs or 1)
+        return budget.spent(st["step"], time.monotonic() - t_start, st["epoch"])
 
     def validate(complete: bool) -> Generator[Any, None, None]:
         """Validate (when the job can), track the best weights and record the epoch in the history."""
@@ -224,18 +212,20 @@ def run(job: Job, out: Path, cancel: CancelToken | None = None) -> Generator[Any
     stop = budget_spent()
     try:
         while not stop:
-            batches = epoch_batches(n, job.batch_size, job.seed, st["epoch"])
+            batches = epoch_batches(n, batch_size, cfg.seed, st["epoch"])
             mine = [b[rank::world] for b in batches[st["in_epoch"] :]]
             job.train_set.epoch = st["epoch"]  # type: ignore[attr-defined]
-            loader = DataLoader(job.train_set, batch_sampler=mine, num_workers=job.num_workers)
+            workers = 0 if job.in_memory else cfg.num_workers
+            loader = DataLoader(job.train_set, batch_sampler=mine, num_workers=workers)
             model.train()
             for batch in loader:
                 if cancel is not None and cancel.cancelled:
                     save()
                     yield Log(f"cancelled at step {st['step']}; checkpoint saved to {out}")
                     return out
-                lr = job.lr * (
-                    lr_factor(progress(), job.milestones, job.gamma) if job.milestones else 1.0
+                spent = budget.progress(st["step"], time.monotonic() - t_start, per_epoch)
+                lr = cfg.lr * (
+                    lr_factor(spent, milestones, getattr(cfg, "gamma", 0.1)) if milestones else 1.0
                 )
                 for g in opt.param_groups:
                     g["lr"] = lr
@@ -269,7 +259,7 @@ def run(job: Job, out: Path, cancel: CancelToken | None = None) -> Generator[Any
                 st["in_epoch"] += 1
                 history["step_loss"].append(loss)
                 yield Progress(st["step"], total, loss, st["epoch"], lr)
-                if job.preview and job.preview_every and st["step"] % job.preview_every == 0:
+                if job.preview and cfg.preview_every and st["step"] % cfg.preview_every == 0:
                     yield Preview(st["step"], job.preview(outputs, batch))
                 if budget_spent():
                     stop = True
@@ -279,8 +269,8 @@ def run(job: Job, out: Path, cancel: CancelToken | None = None) -> Generator[Any
                 st["epoch"] += 1
                 st["in_epoch"] = 0
                 yield from validate(complete=True)
-                stop = budget_spent() or bool(job.patience and st["bad"] >= job.patience)
-                if job.patience and st["bad"] >= job.patience:
+                stop = budget_spent() or bool(patience and st["bad"] >= patience)
+                if patience and st["bad"] >= patience:
                     yield Log(
                         f"early stop at epoch {st['epoch']}: no better validation loss for {st['bad']} epochs"
                     )

@@ -29,12 +29,14 @@ from ..patches import (
     balanced_coords,
     to_uint8,
 )
+from ..vocab import UNLABELLED, Mode, Preset, Task, class_names_for
 from .config import FinetuneConfig
 from .data import FinetuneData, Indexed, check_painted
 from .device import autocast_for
 from .engine import Job, run
 
-MODES = ("full", "frozen-encoder", "scratch")
+#: The loss's ignore index where every target is a class (patch and nuclei data): torch's default.
+NOTHING_IGNORED = -100
 
 
 def _split(n: int, cfg: FinetuneConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +57,7 @@ def _datasets(
         parts = [ImageFolderPatches(data.folder, patch_size, augment=aug, seed=cfg.seed)]
         val_parts = [ImageFolderPatches(data.folder, patch_size, seed=cfg.seed)]
         names = parts[0].class_names
-        return Indexed(parts), Indexed(val_parts), names, -100, mpp
+        return Indexed(parts), Indexed(val_parts), names, NOTHING_IGNORED, mpp
     if data.kind == "nuclei":
         assert data.folder is not None
         parts2 = [NucleiFolder(data.folder, patch_size, augment=aug, seed=cfg.seed)]
@@ -63,7 +65,7 @@ def _datasets(
             Indexed(parts2),
             Indexed([NucleiFolder(data.folder, patch_size, seed=cfg.seed)]),
             parts2[0].class_names,
-            -100,
+            NOTHING_IGNORED,
             mpp,
         )
     from ..slide import open_slide
@@ -76,7 +78,7 @@ def _datasets(
         # the whole annotation's classes name the outputs; the region's must be two or more
         check_painted(data.labels, data.labels_downsample, slide, data.region)
     labels = LabelArray(data.labels, data.labels_downsample)
-    present = sorted(int(v) for v in np.unique(data.labels) if v != 0)
+    present = sorted(int(v) for v in np.unique(data.labels) if v != UNLABELLED)
     coords, _ = balanced_coords(
         data.labels,
         data.labels_downsample,
@@ -101,9 +103,8 @@ def _datasets(
             seed=cfg.seed,
         )
 
-    base = ["background", "tumour", "normal"]
-    names = [base[i] if i < 3 else f"class {i}" for i in range(max(present) + 1)]
-    return Indexed([mk(aug)]), Indexed([mk(NO_AUGMENT)]), names, 0, mpp
+    names = class_names_for(present, data.class_names)
+    return Indexed([mk(aug)]), Indexed([mk(NO_AUGMENT)]), names, UNLABELLED, mpp
 
 
 def _build_model(
@@ -117,14 +118,14 @@ def _build_model(
     checkpoint, already loaded)."""
     task = cfg.task
     torch.manual_seed(cfg.seed)
-    if init is None or cfg.mode == "scratch":
+    if init is None or cfg.mode == Mode.SCRATCH:
         return build_model(cfg.preset, task, num_classes, cfg.width, seg_head=seg_head), [
             "scratch: random initialisation"
         ]
     ck = ck if ck is not None else load_checkpoint(init)
     model = build_model(ck.preset, task, num_classes, ck.arch["width"], seg_head=seg_head)
     init_decoder = (
-        cfg.init_decoder if cfg.init_decoder is not None else ck.preset == "unet-resnet34"
+        cfg.init_decoder if cfg.init_decoder is not None else ck.preset == Preset.UNET_RESNET34
     )
     own = model.state_dict()
     take = {
@@ -153,19 +154,20 @@ def finetune(
     saved weights are those of the best validation epoch.
     """
     cfg = config
-    if cfg.mode not in MODES:
-        raise TrainingError(f"unknown mode {cfg.mode!r}", hint=f"choose one of {', '.join(MODES)}")
-    want = {"slide": ("segment",), "patches": ("classify",), "nuclei": ("nuclei",)}[data.kind]
+    want = {"slide": (Task.SEGMENT,), "patches": (Task.CLASSIFY,), "nuclei": (Task.NUCLEI,)}[
+        data.kind
+    ]
     if cfg.task not in want:
         raise TrainingError(
             f"task {cfg.task!r} does not fit {data.kind} data",
             data.slide or data.folder,
-            f"use task {want[0]}",
+            f"set 'task' to {want[0]}",
         )
-    init_path = None if init is None or cfg.mode == "scratch" else Path(init)
-    if init_path is None and cfg.mode == "frozen-encoder":
+    init_path = None if init is None or cfg.mode == Mode.SCRATCH else Path(init)
+    if init_path is None and cfg.mode == Mode.FROZEN_ENCODER:
         raise TrainingError(
-            "frozen-encoder fine-tuning needs a pretrained checkpoint", hint="give --init CKPT"
+            "frozen-encoder fine-tuning needs a pretrained checkpoint",
+            hint="give a pretrained checkpoint as 'init'",
         )
     ck_meta = load_checkpoint(init_path) if init_path is not None else None
     patch_size = cfg.patch_size or (ck_meta.patch_size if ck_meta else 128)
@@ -173,7 +175,7 @@ def finetune(
     train_all, val_all, names, ignore, mpp = _datasets(data, cfg, patch_size, mpp)
     tr, va = _split(len(train_all), cfg)
     train_set, val_set = train_all.subset(tr), val_all.subset(va)
-    frozen = cfg.mode == "frozen-encoder"
+    frozen = cfg.mode == Mode.FROZEN_ENCODER
     seg_head = cfg.seg_head if cfg.seg_head != "auto" else ("light" if frozen else "decoder")
     model, notes = _build_model(cfg, init_path, len(names), seg_head, ck_meta)
     params = model.trainable_parts(frozen)
@@ -251,12 +253,8 @@ def finetune(
         if len(val_set):  # type: ignore[arg-type]
             holder["val"] = _cache(model, val_set, device, cfg)
 
-    epochs = (
-        cfg.epochs
-        if cfg.epochs is not None
-        else (None if cfg.steps or cfg.minutes else cfg.default_epochs)
-    )
     job = Job(
+        config=cfg,
         model=model,
         params=params,
         train_set=train_set,
@@ -272,18 +270,7 @@ def finetune(
                 "data": data.kind,
             },
         },
-        lr=cfg.lr,
-        batch_size=min(cfg.batch_size, len(train_set)),
-        epochs=epochs,
-        steps=cfg.steps,
-        minutes=cfg.minutes,
-        seed=cfg.seed,
-        device=cfg.device,
-        precision=cfg.precision,
-        num_workers=0 if cache else cfg.num_workers,
-        preview_every=cfg.preview_every,
-        resume=cfg.resume,
-        patience=cfg.patience if len(val_set) else None,
+        in_memory=cache,
         evaluate=evaluate,
         preview=preview,
         prepare=prepare,

@@ -41,7 +41,7 @@ def slide_patches(
                 raise SlideError(
                     f"is smaller than one {patch_size} px patch at {mpp} um/px",
                     path,
-                    "lower --patch-size or --mpp",
+                    "lower the 'patch_size' or 'mpp' setting",
                 )
             mask, mask_ds = tissue_mask(slide)
         xy = grid_coords(mask, mask_ds, patch_size, d, min_fraction=min_tissue)
@@ -104,12 +104,8 @@ def pretrain(
     def loss_fn(outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         return F.l1_loss(outputs["recon"].float(), batch["image"])
 
-    epochs = (
-        config.epochs
-        if config.epochs is not None
-        else (None if config.steps or config.minutes else config.default_epochs)
-    )
     job = Job(
+        config=config,
         model=model,
         params=list(model.parameters()),
         train_set=train_set,
@@ -121,19 +117,6 @@ def pretrain(
             "class_names": [],
             "train_config": {**config.to_dict(), "sources": [str(s) for s in sources]},
         },
-        lr=config.lr,
-        batch_size=min(config.batch_size, len(train_set)),
-        epochs=epochs,
-        steps=config.steps,
-        minutes=config.minutes,
-        seed=config.seed,
-        device=config.device,
-        precision=config.precision,
-        num_workers=config.num_workers,
-        preview_every=config.preview_every,
-        resume=config.resume,
-        milestones=tuple(config.milestones),
-        gamma=config.gamma,
         preview=_preview,
     )
     return (yield from run(job, Path(out), cancel))
