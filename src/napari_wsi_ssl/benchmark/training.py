@@ -62,7 +62,7 @@ def _bare_step_times(device: Any, config: BenchConfig, steps: int) -> list[float
     from ..training import autocast_for
 
     torch.manual_seed(0)
-    model = build_model("unet-resnet34", "segment", num_classes=3, width=config.train_width).to(
+    model = build_model(Preset.UNET_RESNET34, Task.SEGMENT, num_classes=3, width=config.train_width).to(
         device
     )
     model.train()

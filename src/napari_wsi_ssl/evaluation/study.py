@@ -316,7 +316,7 @@ def _run_plan(
         ckpt = work / "run.pt"
         ckpt.unlink(missing_ok=True)  # never resume from the previous run's checkpoint
         start = time.perf_counter()
-        init = None if mode == "scratch" else pretrained
+        init = None if mode == Mode.SCRATCH else pretrained
         seed = config.seed * 1000 + fold
         yield from finetune_patches(train_dir, init, mode, ckpt, config, seed, cancel)
         _check(cancel)  # training returns early on cancel: never score a half-trained model

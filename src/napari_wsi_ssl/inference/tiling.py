@@ -44,17 +44,18 @@ class TileGrid:
         y0, x0 = ty * self.tile, tx * self.tile
         return y0, x0, min(y0 + self.tile, self.shape[0]), min(x0 + self.tile, self.shape[1])
 
-    def level0_box(self, ty: int, tx: int) -> Box:
-        """The tile's core in level-0 pixels ``(y0, x0, y1, x1)``."""
+    def level0_rect(self, ty: int, tx: int) -> Rect:
+        """The tile's core in level-0 pixels."""
         y0, x0, y1, x1 = self.core_box(ty, tx)
         d = self.out_downsample
         ox, oy = self.origin
-        return (
-            int(oy + y0 * d),
-            int(ox + x0 * d),
-            int(math.ceil(oy + y1 * d)),
-            int(math.ceil(ox + x1 * d)),
+        return Rect(
+            int(ox + x0 * d), int(oy + y0 * d), math.ceil(ox + x1 * d), math.ceil(oy + y1 * d)
         )
+
+    def level0_box(self, ty: int, tx: int) -> Box:
+        """The tile's core in level-0 pixels ``(y0, x0, y1, x1)`` (the order of ``TilesDone``)."""
+        return self.level0_rect(ty, tx).yx_box
 
     def tiles(self) -> list[tuple[int, int]]:
         ny, nx = self.grid
@@ -112,11 +113,12 @@ def tissue_tiles(
     keep = set()
     mh, mw = mask.shape
     for ty, tx in grid.tiles():
-        y0, x0, y1, x1 = grid.level0_box(ty, tx)
-        my0, mx0 = int(y0 // mask_downsample), int(x0 // mask_downsample)
-        my1 = max(my0 + 1, int(math.ceil(y1 / mask_downsample)))
-        mx1 = max(mx0 + 1, int(math.ceil(x1 / mask_downsample)))
-        if my0 < mh and mx0 < mw and mask[my0:my1, mx0:mx1].any():
+        m = grid.level0_rect(ty, tx).scaled(1 / mask_downsample)
+        if (
+            m.y0 < mh
+            and m.x0 < mw
+            and mask[m.y0 : max(m.y1, m.y0 + 1), m.x0 : max(m.x1, m.x0 + 1)].any()
+        ):
             keep.add((ty, tx))
     return keep
 
@@ -130,12 +132,12 @@ def order_tiles(
     if visible_first is None:
         return tiles
     vy0, vx0, vy1, vx1 = visible_first
+    view = Rect(math.floor(vx0), math.floor(vy0), math.ceil(vx1), math.ceil(vy1))
     cy, cx = (vy0 + vy1) / 2, (vx0 + vx1) / 2
 
     def key(t: tuple[int, int]) -> tuple[int, float]:
-        y0, x0, y1, x1 = grid.level0_box(*t)
-        inside = y0 < vy1 and y1 > vy0 and x0 < vx1 and x1 > vx0
-        dist = math.hypot((y0 + y1) / 2 - cy, (x0 + x1) / 2 - cx)
-        return (0 if inside else 1, dist)
+        r = grid.level0_rect(*t)
+        dist = math.hypot((r.y0 + r.y1) / 2 - cy, (r.x0 + r.x1) / 2 - cx)
+        return (0 if r.intersects(view) else 1, dist)
 
     return sorted(tiles, key=key)

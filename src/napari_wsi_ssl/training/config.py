@@ -52,9 +52,10 @@ class PretrainConfig:
 class FinetuneConfig:
     """Fine-tuning for segmentation, classification or nuclei (Adam, fixed lr 1e-4, 80 epochs).
 
-    The budget defaults to the paper's 80 epochs. ``mode``: ``"full"`` trains every weight; ``"frozen-encoder"`` freezes the encoder (features
-    are cached when the head allows it: the fast interactive mode); ``"scratch"`` starts from
-    random weights, the baseline of every study. ``seg_head="auto"`` is the light head for
+    The budget defaults to the paper's 80 epochs (``epochs``/``steps``/``minutes`` are
+    shorthands that build ``budget``). ``mode``: ``"full"`` trains every weight;
+    ``"frozen-encoder"`` freezes the encoder (features are cached when the head allows it: the
+    fast interactive mode); ``"scratch"`` starts from random weights, the baseline of every study. ``seg_head="auto"`` is the light head for
     ``frozen-encoder`` and the inverted-ResNet decoder otherwise. ``mpp`` and ``patch_size``
     default to the initial checkpoint's.
     """
