@@ -165,3 +165,13 @@ def test_vocabulary_loads_neither_torch_nor_napari() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     assert np.array_equal(np.asarray(Rect(1, 2, 3, 4).xywh), [1, 2, 2, 2])
+
+
+def test_enums_are_magicgui_choices(qtbot) -> None:
+    from magicgui.widgets import ComboBox
+
+    box = ComboBox(choices=Mode, value=Mode.FULL)
+    box.value = Mode.FROZEN_ENCODER
+    assert box.value == "frozen-encoder" and len(box.choices) == 3
+    by_value = ComboBox(choices=Preset.values(), value="unet-resnet34")
+    assert Preset(by_value.value) is Preset.UNET_RESNET34

@@ -62,9 +62,9 @@ def _bare_step_times(device: Any, config: BenchConfig, steps: int) -> list[float
     from ..training import autocast_for
 
     torch.manual_seed(0)
-    model = build_model(Preset.UNET_RESNET34, Task.SEGMENT, num_classes=3, width=config.train_width).to(
-        device
-    )
+    model = build_model(
+        Preset.UNET_RESNET34, Task.SEGMENT, num_classes=3, width=config.train_width
+    ).to(device)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     p, b = config.train_patch, config.train_batch
