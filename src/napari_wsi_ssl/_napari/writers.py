@@ -32,6 +32,7 @@ from ..export import (
     ExportResult,
     ExportSettings,
     Placement,
+    as_levels,
     export_arrays,
     format_of,
     suffix_of,
@@ -118,7 +119,7 @@ def export_layer(
         Threshold and encoding; by default the values, at the default threshold for polygons.
     """
     name = str(meta.get("name") or Path(path).stem)
-    levels = list(data) if isinstance(data, (list, tuple)) else [data]
+    levels = as_levels(data)
     if kind == "image":
         levels = [_as_probability(a) for a in levels]
     return export_arrays(

@@ -11,6 +11,7 @@ OME-Zarr axes no unit, and the nuclei CSV names its columns in pixels.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -155,7 +156,7 @@ def export_arrays(
     """
     out = Path(out)
     fmt = fmt or format_of(out)
-    levels = list(data) if isinstance(data, (list, tuple)) else [data]
+    levels = as_levels(data)
     if getattr(levels[0], "ndim", 2) != 2:
         raise ExportError(f"{name!r} is not a 2-D mask or map (shape {levels[0].shape})", out)
     if fmt == "CSV" and kind != "labels":
@@ -217,6 +218,11 @@ def export_arrays(
             "so the mask is empty"
         )
     return ExportResult(out, fmt, warnings=tuple(warnings), **result)
+
+
+def as_levels(data: Any) -> list[Any]:
+    """One array, or a sequence of levels (a list, or napari's multiscale data), as a list."""
+    return list(data) if isinstance(data, Sequence) else [data]
 
 
 def _raster(array: Any, kind: Kind, settings: ExportSettings, values: bool) -> Any:
@@ -301,6 +307,7 @@ __all__ = [
     "ExportResult",
     "ExportSettings",
     "Placement",
+    "as_levels",
     "export_arrays",
     "export_store",
     "format_of",
