@@ -20,7 +20,7 @@ import numpy as np
 
 from .._atomic import atomic_write_text
 from ..errors import ExportError
-from ..inference.store import PredictionStore
+from ..inference.store import PredictionStore, encode_probability
 from ._arrays import MppLike, as_mpp_xy
 from .geojson import mask_features, write_geojson
 from .nuclei_csv import write_nuclei_csv
@@ -237,7 +237,7 @@ def _raster(array: Any, kind: Kind, settings: ExportSettings, values: bool) -> A
         return arr
     if settings.float32:
         return arr.astype(np.float32)
-    return da.clip(da.rint(arr.astype(np.float32) * 255), 0, 255).astype(np.uint8)
+    return arr.map_blocks(encode_probability, dtype=np.uint8)
 
 
 def _chunks(array: Any) -> Any:
@@ -300,17 +300,3 @@ def measure_nuclei(out: Path, labels: np.ndarray, place: Placement, name: str = 
     )
     return int(len(np.unique(labels[labels != 0])))
 
-
-__all__ = [
-    "DEFAULT_THRESHOLD",
-    "FORMATS",
-    "ExportResult",
-    "ExportSettings",
-    "Placement",
-    "as_levels",
-    "export_arrays",
-    "export_store",
-    "format_of",
-    "measure_nuclei",
-    "suffix_of",
-]

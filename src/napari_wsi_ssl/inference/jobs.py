@@ -28,7 +28,7 @@ from .nuclei import (
 )
 from .nuclei_stitch import StitchedProbs, split_stitched
 from .runner import TorchPredictor
-from .store import MapWriter
+from .store import MapWriter, encode_probability
 from .tiling import TileGrid, make_grid, tissue_tiles
 
 Tile = tuple[int, int]
@@ -126,7 +126,7 @@ def tumour_job(
 
     def finish(ty: int, tx: int, prob: np.ndarray) -> None:
         if config.dtype == "uint8":
-            writer.write_tile(ty, tx, np.clip(np.rint(prob * 255), 0, 255).astype(np.uint8))
+            writer.write_tile(ty, tx, encode_probability(prob))
         else:
             writer.write_tile(ty, tx, prob.astype(np.float16))
 

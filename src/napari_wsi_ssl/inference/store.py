@@ -151,6 +151,12 @@ def open_root(path: Path, attrs: dict[str, Any]) -> Any:
 # ---------------------------------------------------------------------------------- reading
 
 
+def encode_probability(prob: np.ndarray) -> np.ndarray:
+    """Probabilities in [0, 1] as the store keeps them: uint8, p x 255 (``ProbabilityView``
+    decodes them)."""
+    return np.clip(np.rint(np.asarray(prob, dtype=np.float32) * 255), 0, 255).astype(np.uint8)
+
+
 class ProbabilityView:
     """A lazy, read-only float32 view of a stored probability level as values in [0, 1].
 
