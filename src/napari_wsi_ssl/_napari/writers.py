@@ -37,7 +37,8 @@ from ..export import (
     format_of,
     suffix_of,
 )
-from ..inference.store import ProbabilityView
+from ..export._arrays import as_mpp_xy
+from ..inference.store import PredictionStore, ProbabilityView
 
 __all__ = [
     "FORMATS",
@@ -58,9 +59,23 @@ def _in_micrometres(units: Any) -> bool:
     return all(str(u).strip().lower() in _MICROMETRE for u in list(units)[-2:])
 
 
-def placement_of(meta: dict[str, Any]) -> Placement:
-    """Read a layer's placement on its slide from the writer ``meta`` dict."""
+def placement_of(meta: dict[str, Any], kind: str | None = None) -> Placement:
+    """Read a layer's placement on its slide from the writer ``meta`` dict.
+
+    A map layer shown from a prediction store (``metadata["store"]``) is placed by the store's
+    own reader; its pixel size is the slide layer's (``metadata["mpp"]``), which may be one the
+    user gave.
+    """
     metadata = dict(meta.get("metadata") or {})
+    store = metadata.get("store")
+    if store and kind is not None and PredictionStore.is_store(store):
+        reader = PredictionStore(store)
+        name = "tumour" if kind == "image" else "nuclei"
+        if name in reader:
+            stored = reader[name]
+            given = metadata.get("mpp")
+            given_xy = as_mpp_xy(given[0] if isinstance(given, (list, tuple)) else given)
+            return Placement(given_xy or stored.mpp, stored.downsample, stored.origin, reader.slide)
     scale = [float(s) for s in (meta.get("scale") or (1.0, 1.0))][-2:]
     translate = [float(t) for t in (meta.get("translate") or (0.0, 0.0))][-2:]
     mpp = metadata.get("mpp")
@@ -126,7 +141,7 @@ def export_layer(
         path,
         levels,
         "probability" if kind == "image" else "labels",
-        placement_of(meta),
+        placement_of(meta, kind),
         name=name,
         settings=settings if settings is not None else ExportSettings(values=True),
         class_names=_class_names(meta) if kind == "labels" else None,

@@ -299,4 +299,3 @@ def measure_nuclei(out: Path, labels: np.ndarray, place: Placement, name: str = 
         out, labels, rgb, place.mpp, downsample=place.downsample, offset=place.offset_level0
     )
     return int(len(np.unique(labels[labels != 0])))
-
