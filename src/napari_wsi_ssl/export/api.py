@@ -212,12 +212,18 @@ def export_arrays(
             if n == 0:
                 warnings.append(f"{out.name}: no nucleus in {name!r}, so the CSV has no row")
     raster_mask = kind != "labels" and fmt in ("OME-TIFF", "OME-Zarr", "PNG")
-    if raster_mask and not settings.values and not bool(levels[0].any().compute()):
+    if raster_mask and not settings.values and _empty(levels):
         warnings.append(
             f"{out.name}: no pixel at or above the threshold {settings.threshold:g}, "
             "so the mask is empty"
         )
     return ExportResult(out, fmt, warnings=tuple(warnings), **result)
+
+
+def _empty(masks: list[Any]) -> bool:
+    """Whether every level of a mask is empty, from the coarsest level up: a map with tumour
+    shows it at a coarse level already, and only an empty one is read whole."""
+    return not any(bool(m.any().compute()) for m in reversed(masks))
 
 
 def as_levels(data: Any) -> list[Any]:

@@ -220,9 +220,9 @@ class StoredMap:
                     -2:
                 ]
             )
-            d = sx / mx
+            d, dy = _clean(sx / mx), _clean(sy / my)
             if i == 0:
-                origin = (_clean(tx / mx - (d - 1) / 2), _clean(ty / my - (sy / my - 1) / 2))
+                origin = (_clean(tx / mx - (d - 1) / 2), _clean(ty / my - (dy - 1) / 2))
             self.levels.append(group[ds["path"]])
             self.downsamples.append(d)
         self.origin = origin

@@ -1,8 +1,8 @@
 """Overlay layers backed by the prediction store (OME-Zarr written tile by tile).
 
 The layers read the store's zarr arrays through :class:`PredictionStore` (no dask, whose cache
-would keep showing tiles from before they were computed), so ``layer.refresh()`` shows the tiles finished since. The store is
-a cache on disk: panning reads it and never recomputes.
+would keep showing tiles from before they were computed), so ``layer.refresh()`` shows the
+tiles finished since. The store is a cache on disk: panning reads it and never recomputes.
 """
 
 from __future__ import annotations
