@@ -21,6 +21,7 @@ def _annotation_meta(d: float = 4.0, mpp: float = 0.5) -> dict[str, Any]:
         "name": "annotations",
         "scale": (d * mpp, d * mpp),
         "translate": ((d - 1) / 2 * mpp, (d - 1) / 2 * mpp),
+        "units": ("micrometer", "micrometer"),
         "metadata": {"downsample": d, "class_names": {0: "unlabelled", 1: "tumour", 2: "normal"}},
     }
 
@@ -36,13 +37,13 @@ def test_format_dispatch() -> None:
     assert format_of("a/b.ome.tif") == "OME-TIFF"
     assert format_of("x.OME.ZARR") == "OME-Zarr"
     assert format_of("m.geojson") == "GeoJSON"
-    with pytest.raises(ExportError, match="unknown file type"):
+    with pytest.raises(ExportError, match="unknown output format"):
         format_of("m.docx")
 
 
 def test_placement_from_scale_and_metadata() -> None:
     place = placement_of(_annotation_meta())
-    assert place.downsample == 4.0 and place.mpp == pytest.approx(0.5)
+    assert place.downsample == 4.0 and place.mpp == pytest.approx((0.5, 0.5))
     assert place.offset_level0 == (0.0, 0.0)
     # a region overlay starting at level-0 (x=800, y=400)
     meta = {
@@ -91,7 +92,8 @@ def test_write_image_probability(tmp_path: Path) -> None:
         "metadata": {"mpp": 0.5},
     }
     (tif,) = write_image(str(tmp_path / "p.ome.tif"), [prob, prob[::2, ::2]], meta)
-    np.testing.assert_allclose(tifffile.imread(tif, level=0), prob)
+    # uint8 p x 255 by default, which OpenSlide decodes
+    np.testing.assert_array_equal(tifffile.imread(tif, level=0), np.rint(prob * 255))
     (gj,) = write_image(str(tmp_path / "p.geojson"), prob, meta)
     mask = read_geojson_mask(gj, prob.shape, 8.0)
     assert (mask == (prob > 0.5)).mean() > 0.95

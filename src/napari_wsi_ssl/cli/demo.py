@@ -209,8 +209,8 @@ def _evaluate(store: Path, syn: Any, out: Path) -> dict[str, float]:
 
 
 def _export(store: Path, folder: Path, has_tumour: bool) -> dict[str, str]:
-    """Every export format, through the same code as ``wsi-ssl export``."""
-    from . import export as export_cli
+    """Every export format, through the entry point of ``wsi-ssl export``."""
+    from ..export import ExportSettings, export_store
 
     folder.mkdir(parents=True, exist_ok=True)
     jobs = [("nuclei", "nuclei.geojson", False), ("nuclei", "nuclei.csv", False)]
@@ -225,17 +225,12 @@ def _export(store: Path, folder: Path, has_tumour: bool) -> dict[str, str]:
         ]
     written: dict[str, str] = {}
     for layer, name, probability in jobs:
-        args = argparse.Namespace(
-            source=str(store),
-            out=str(folder / name),
-            layer=layer,
-            threshold=0.5,
-            probability=probability,
-            mpp=None,
-            json=False,
+        result = export_store(
+            store, folder / name, layer, settings=ExportSettings(values=probability)
         )
-        export_cli.run(args)
-        written[name] = str((folder / name).resolve())
+        for warning in result.warnings:
+            _say(f"  warning: {warning}")
+        written[name] = str(result.path.resolve())
     return written
 
 

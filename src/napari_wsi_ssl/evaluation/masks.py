@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import AnnotationError
 from ..events import CancelToken, run_to_end
+from ..inference.store import PredictionStore
 from . import metrics, plots
 from ._common import Events, _check, write_report
 
@@ -146,42 +147,27 @@ def map_on_mask_grid(
     store: str | Path,
     mask_shape: tuple[int, int],
     mask_downsample: float,
-    slide_mpp: tuple[float, float] | None,
+    slide_mpp: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """The tumour probability of a prediction store sampled at the mask's pixel centres.
 
     The pyramid level closest to the mask's downsample is read and sampled by nearest pixel;
-    pixels outside the predicted region are 0 (not tumour).
+    pixels outside the predicted region are 0 (not tumour). The store places itself on the
+    slide's level-0 pixels, so ``slide_mpp`` is not needed (kept for callers).
     """
-    import zarr
-
-    group = zarr.open_group(str(store), mode="r")["tumour"]
-    ms = group.attrs["multiscales"][0]
-    has_unit = "unit" in ms["axes"][0]
-    mx, my = slide_mpp if (has_unit and slide_mpp is not None) else (1.0, 1.0)
-    best: tuple[float, Any, float, float, float, float] | None = None
-    for ds in ms["datasets"]:
-        transforms = {t["type"]: t for t in ds["coordinateTransformations"]}
-        sy, sx = (v for v in transforms["scale"]["scale"])
-        ty, tx = transforms.get("translation", {"translation": [0.0, 0.0]})["translation"]
-        dy, dx = sy / my, sx / mx
-        oy, ox = ty / my - (dy - 1) / 2, tx / mx - (dx - 1) / 2
-        gap = abs(np.log(dy / mask_downsample))
-        if best is None or gap < best[0]:
-            best = (gap, group[ds["path"]], dy, dx, oy, ox)
-    assert best is not None
-    _, level, dy, dx, oy, ox = best
-    arr = np.asarray(level[...])
-    scale = 255.0 if arr.dtype == np.uint8 else 1.0
+    tumour = PredictionStore(store)["tumour"]
+    k = int(np.argmin([abs(np.log(d / mask_downsample)) for d in tumour.downsamples]))
+    d = tumour.downsamples[k]
+    ox, oy = tumour.origin
+    arr = np.asarray(tumour.probability(k))
     cy = (np.arange(mask_shape[0]) + 0.5) * mask_downsample
     cx = (np.arange(mask_shape[1]) + 0.5) * mask_downsample
-    iy = np.floor((cy - oy) / dy).astype(np.int64)
-    ix = np.floor((cx - ox) / dx).astype(np.int64)
+    iy = np.floor((cy - oy) / d).astype(np.int64)
+    ix = np.floor((cx - ox) / d).astype(np.int64)
     inside_y = (iy >= 0) & (iy < arr.shape[0])
     inside_x = (ix >= 0) & (ix < arr.shape[1])
     out = np.zeros(mask_shape, dtype=np.float32)
-    sub = arr[np.ix_(iy[inside_y], ix[inside_x])].astype(np.float32) / scale
-    out[np.ix_(inside_y, inside_x)] = sub
+    out[np.ix_(inside_y, inside_x)] = arr[np.ix_(iy[inside_y], ix[inside_x])]
     return out
 
 

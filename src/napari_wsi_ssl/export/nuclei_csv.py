@@ -1,4 +1,4 @@
-"""Per-nucleus measurements as CSV."""
+"""Per-nucleus measurements as CSV (haematoxylin from ``inference.nuclei``, torch-free)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,12 @@ import numpy as np
 
 from .._atomic import atomic_write_text
 from ..errors import ExportError
+from ..inference.nuclei import haematoxylin
 from ._arrays import MppLike, as_mpp_xy
 
+#: Columns with a known pixel size (µm) and without one (level-0 pixels).
 COLUMNS = ("id", "centroid_x_um", "centroid_y_um", "area_um2", "mean_haematoxylin")
-
-
-def haematoxylin(rgb: np.ndarray) -> np.ndarray:
-    """The haematoxylin optical density of an RGB image (``skimage.color.rgb2hed`` channel 0)."""
-    from skimage.color import rgb2hed
-
-    return rgb2hed(np.asarray(rgb)[..., :3]).astype(np.float32)[..., 0]
+COLUMNS_PX = ("id", "centroid_x_px", "centroid_y_px", "area_px2", "mean_haematoxylin")
 
 
 def write_nuclei_csv(
@@ -32,7 +28,10 @@ def write_nuclei_csv(
     downsample: float = 1.0,
     offset: tuple[float, float] = (0.0, 0.0),
 ) -> Path:
-    """Write one row per nucleus: id, centroid (µm), area (µm²), mean haematoxylin.
+    """Write one row per nucleus: id, centroid, area and mean haematoxylin.
+
+    Lengths are in µm (``centroid_x_um``, ``area_um2``) when ``mpp`` is given, else in level-0
+    pixels (``centroid_x_px``, ``area_px2``): a column never names a unit it does not have.
 
     Parameters
     ----------
@@ -42,7 +41,7 @@ def write_nuclei_csv(
         The RGB image under the labels (haematoxylin is computed by colour deconvolution), or a
         2-D haematoxylin image of the same shape.
     mpp
-        µm per level-0 pixel; without it, the lengths are in level-0 pixels.
+        µm per level-0 pixel, or ``None`` (unknown).
     downsample, offset
         Level-0 pixels per pixel of ``labels`` and level-0 ``(x, y)`` of their top-left corner.
     """
@@ -53,10 +52,11 @@ def write_nuclei_csv(
     hema = haematoxylin(img) if img.ndim == 3 else img.astype(np.float32)
     if hema.shape != lab.shape:
         raise ExportError(f"labels {lab.shape} and image {hema.shape[:2]} differ in shape", path)
-    mx, my = as_mpp_xy(mpp) or (1.0, 1.0)
+    mpp_xy = as_mpp_xy(mpp)
+    mx, my = mpp_xy or (1.0, 1.0)
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(COLUMNS)
+    writer.writerow(COLUMNS if mpp_xy is not None else COLUMNS_PX)
     for region in regionprops(lab.astype(np.int64, copy=False), intensity_image=hema):
         cy, cx = region.centroid
         writer.writerow(

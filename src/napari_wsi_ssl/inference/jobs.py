@@ -4,13 +4,15 @@
 - ``nuclei_job``: instance labels, from a nuclei checkpoint (split on probabilities stitched
   across tiles) or from the classical haematoxylin watershed.
 
-A job is a dict of its ``name``, ``grid``, ``writer``, ``todo`` tiles and the ``prepare`` /
+A :class:`Job` holds its ``name``, ``grid``, ``writer``, ``todo`` tiles and the ``prepare`` /
 ``compute`` / ``finish`` steps that ``predict.run_job`` runs through ``runner.run_tiles``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,8 +28,33 @@ from .nuclei import (
 )
 from .nuclei_stitch import StitchedProbs, split_stitched
 from .runner import TorchPredictor
-from .store import MapWriter
+from .store import MapWriter, encode_probability
 from .tiling import TileGrid, make_grid, tissue_tiles
+
+Tile = tuple[int, int]
+
+
+@dataclass
+class Job:
+    """One map of a prediction: its tiles and the three steps that compute each.
+
+    ``prepare(ty, tx)`` reads a tile's input (in reader threads), ``compute(batch)`` turns a
+    batch of inputs into outputs (the model), ``finish(ty, tx, output)`` writes one into the
+    store. ``predictor`` is the tumour job's model (its compile state and notes are reported).
+    """
+
+    name: str
+    grid: TileGrid
+    writer: MapWriter
+    todo: set[Tile]
+    prepare: Callable[[int, int], Any]
+    compute: Callable[[list[Any]], list[Any]]
+    finish: Callable[[int, int, Any], None]
+    predictor: TorchPredictor | None = None
+
+
+def _identity(batch: list[Any]) -> list[Any]:
+    return batch
 
 
 def _downsample(slide: Any, mpp: float | None) -> float:
@@ -35,9 +62,7 @@ def _downsample(slide: Any, mpp: float | None) -> float:
     return 1.0 if mpp is None else float(slide.downsample_for_mpp(mpp))
 
 
-def _todo(
-    grid: TileGrid, writer: MapWriter, mask: tuple[np.ndarray, float] | None
-) -> set[tuple[int, int]]:
+def _todo(grid: TileGrid, writer: MapWriter, mask: tuple[np.ndarray, float] | None) -> set[Tile]:
     tissue = tissue_tiles(grid, None if mask is None else mask[0], 1.0 if mask is None else mask[1])
     return tissue - writer.done_tiles()
 
@@ -51,7 +76,7 @@ def tumour_job(
     device: Any,
     key: str,
     mask: Any,
-) -> dict[str, Any]:
+) -> Job:
     from ..models import load_checkpoint
 
     ckpt = load_checkpoint(ckpt_path, device=device)
@@ -101,25 +126,19 @@ def tumour_job(
 
     def finish(ty: int, tx: int, prob: np.ndarray) -> None:
         if config.dtype == "uint8":
-            writer.write_tile(ty, tx, np.clip(np.rint(prob * 255), 0, 255).astype(np.uint8))
+            writer.write_tile(ty, tx, encode_probability(prob))
         else:
             writer.write_tile(ty, tx, prob.astype(np.float16))
 
-    return {
-        "name": "tumour",
-        "grid": grid,
-        "writer": writer,
-        "todo": todo,
-        "prepare": lambda ty, tx: grid.read_window(slide, ty, tx),
-        "compute": compute,
-        "finish": finish,
-        "predictor": predictor,
-    }
+    def prepare(ty: int, tx: int) -> np.ndarray:
+        return grid.read_window(slide, ty, tx)
+
+    return Job("tumour", grid, writer, todo, prepare, compute, finish, predictor=predictor)
 
 
 def nuclei_job(
     slide: Any, root: Any, config: PredictConfig, region: Any, device: Any, key: str, mask: Any
-) -> dict[str, Any]:
+) -> Job:
     ckpt = None
     if config.nuclei_checkpoint is not None:
         from ..models import load_checkpoint
@@ -172,15 +191,7 @@ def nuclei_job(
             )
             return to_core(ty, tx, labels)
 
-        return {
-            "name": "nuclei",
-            "grid": grid,
-            "writer": writer,
-            "todo": todo,
-            "prepare": prepare,
-            "compute": lambda xs: xs,
-            "finish": writer.write_tile,
-        }
+        return Job("nuclei", grid, writer, todo, prepare, _identity, writer.write_tile)
 
     # every tile splits the same stitched map, so nuclei on tile borders keep one id
     stitched = StitchedProbs(
@@ -195,15 +206,7 @@ def nuclei_job(
         labels = split_stitched(probs, px_mpp, config.nuclei_min_area_um2)
         writer.write_tile(ty, tx, to_core(ty, tx, labels))
 
-    return {
-        "name": "nuclei",
-        "grid": grid,
-        "writer": writer,
-        "todo": todo,
-        "prepare": stitched.prepare,
-        "compute": stitched.compute,
-        "finish": finish,
-    }
+    return Job("nuclei", grid, writer, todo, stitched.prepare, stitched.compute, finish)
 
 
 def _slide_threshold(
@@ -232,4 +235,4 @@ def _slide_threshold(
     return haematoxylin_threshold(np.concatenate(values)), est
 
 
-__all__ = ["nuclei_job", "tumour_job"]
+__all__ = ["Job", "nuclei_job", "tumour_job"]

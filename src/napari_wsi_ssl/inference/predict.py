@@ -13,10 +13,10 @@ from ..errors import CheckpointError, WsiSslError
 from ..events import CancelToken, Log, StoreReady, TilesDone
 from ..geometry import Rect
 from .config import PredictConfig
-from .jobs import nuclei_job, tumour_job
+from .jobs import Job, nuclei_job, tumour_job
 from .runner import choose_device, run_tiles
 from .store import hash_key, open_root, slide_fingerprint
-from .tiling import Box, TileGrid, order_tiles
+from .tiling import Box, order_tiles
 
 FORMAT = 1
 #: Version of the learned nuclei method (2: instances split on probabilities stitched across
@@ -106,21 +106,21 @@ def predict_opened(
 
         mask = tissue_mask(slide)
     jobs = make_jobs(slide, checkpoint_path, root, config, region, device, keys, mask)
-    ordered = [(job, order_tiles(job["grid"], job["todo"], visible_first)) for job in jobs]
-    total = sum(len(job["todo"]) for job in jobs)
+    ordered = [(job, order_tiles(job.grid, job.todo, visible_first)) for job in jobs]
+    total = sum(len(job.todo) for job in jobs)
     done = 0
     for job, tiles in ordered:
-        predictor = job.get("predictor")
+        predictor = job.predictor
         compiled = predictor is not None and predictor.compiled is not None
         yield Log(
-            f"{job['name']}: {len(tiles)} tiles of {job['grid'].tile} px at "
-            f"{job['grid'].out_downsample:g}x downsample on {device}"
+            f"{job.name}: {len(tiles)} tiles of {job.grid.tile} px at "
+            f"{job.grid.out_downsample:g}x downsample on {device}"
             + (" (model compiled with torch.compile at the first batch)" if compiled else "")
         )
         done = yield from run_job(job, tiles, config, done_before=done, total=total, cancel=cancel)
         if predictor is not None and predictor.note:
-            yield Log(f"{job['name']}: {predictor.note}", level="warning")
-        job["writer"].mark_complete(len(tiles))
+            yield Log(f"{job.name}: {predictor.note}", level="warning")
+        job.writer.mark_complete(len(tiles))
     return path
 
 
@@ -186,10 +186,9 @@ def make_jobs(
     device: Any,
     keys: dict[str, str],
     mask: tuple[np.ndarray, float] | None,
-) -> list[dict[str, Any]]:
-    """The jobs of the maps in ``keys`` (see ``open_store``): each a dict of its ``name``,
-    ``grid``, ``writer``, ``todo`` tiles (tissue under ``mask``, not done yet) and the
-    ``prepare``/``compute``/``finish`` steps that ``run_job`` runs."""
+) -> list[Job]:
+    """The jobs of the maps in ``keys`` (see ``open_store``): each a :class:`Job` of its tiles
+    (tissue under ``mask``, not done yet) and the steps that ``run_job`` runs."""
     jobs = []
     if "tumour" in keys:
         jobs.append(
@@ -201,7 +200,7 @@ def make_jobs(
 
 
 def run_job(
-    job: dict[str, Any],
+    job: Job,
     tiles: list[tuple[int, int]],
     config: PredictConfig,
     *,
@@ -210,17 +209,16 @@ def run_job(
     cancel: CancelToken | None = None,
 ) -> Generator[TilesDone, None, int]:
     """Compute ``tiles`` of a job into its store (``run_tiles`` with the config's pipeline)."""
-    grid: TileGrid = job["grid"]
     return (
         yield from run_tiles(
             tiles,
-            job["prepare"],
-            job["compute"],
-            job["finish"],
-            batch_size=job.get("batch_size", config.batch_size),
+            job.prepare,
+            job.compute,
+            job.finish,
+            batch_size=config.batch_size,
             read_workers=config.read_workers,
             prefetch_batches=config.prefetch_batches,
-            box_of=grid.level0_box,
+            box_of=job.grid.level0_box,
             done_before=done_before,
             total=len(tiles) if total is None else total,
             cancel=cancel,

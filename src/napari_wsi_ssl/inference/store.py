@@ -1,6 +1,7 @@
 """The prediction store: an OME-Zarr (zarr v2) group per map, written tile by tile.
 
-Layout of ``<slide>.<key>.ome.zarr``::
+``MapWriter`` writes it and ``PredictionStore`` reads it (numpy and zarr only, no torch: export and
+evaluation read stores). Layout of ``<slide>.<key>.ome.zarr``::
 
     .zattrs            {"napari_wsi_ssl": {slide, checkpoint, key, mpp, region, ...}}
     tumour/            NGFF multiscale image "0", "1", ... (uint8 0-255 or float16)
@@ -22,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .ngff import downscale, multiscales_attrs, pyramid_shapes
+from ..errors import ExportError
+from .ngff import downscale, level_transform, multiscales_attrs, pyramid_shapes
 from .tiling import TileGrid
 
 ATTR = "napari_wsi_ssl"
@@ -144,3 +146,170 @@ def open_root(path: Path, attrs: dict[str, Any]) -> Any:
     if ATTR not in root.attrs:
         root.attrs[ATTR] = attrs
     return root
+
+
+# ---------------------------------------------------------------------------------- reading
+
+
+def encode_probability(prob: np.ndarray) -> np.ndarray:
+    """Probabilities in [0, 1] as the store keeps them: uint8, p x 255 (``ProbabilityView``
+    decodes them)."""
+    return np.clip(np.rint(np.asarray(prob, dtype=np.float32) * 255), 0, 255).astype(np.uint8)
+
+
+class ProbabilityView:
+    """A lazy, read-only float32 view of a stored probability level as values in [0, 1].
+
+    The store keeps probabilities as uint8 (p x 255) or float16; indexing reads only the asked
+    part and decodes it. napari and dask take it as an array (shape, dtype, ``__getitem__``).
+    """
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+        self.factor = 1.0 / 255.0 if np.dtype(array.dtype) == np.uint8 else 1.0
+        self.shape = tuple(array.shape)
+        self.ndim = len(self.shape)
+        self.dtype = np.dtype(np.float32)
+        self.size = int(np.prod(self.shape))
+        self.chunks = getattr(array, "chunks", None)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.asarray(self.array[key], dtype=np.float32) * np.float32(self.factor)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[...]
+        return out if dtype is None else out.astype(dtype)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
+class StoredMap:
+    """One map of a prediction store (``tumour`` or ``nuclei``): its levels and placement.
+
+    Attributes
+    ----------
+    levels
+        The zarr arrays, level 0 first (raw: uint8/float16 probabilities or int32 labels).
+    downsamples
+        Slide level-0 pixels per pixel of each level.
+    origin
+        Level-0 ``(x, y)`` of the map's top-left corner (the predicted region's offset).
+    mpp
+        ``(x, y)`` µm per slide level-0 pixel, or ``None`` when the slide's pixel size is unknown
+        (then the store's coordinates are level-0 pixels and ``unit_known`` is False).
+    """
+
+    def __init__(self, group: Any, mpp: tuple[float, float] | None) -> None:
+        ms = group.attrs["multiscales"][0]
+        self.name = str(ms.get("name", ""))
+        self.group = group
+        self.labels = ms.get("type") == "nearest" or np.dtype(group["0"].dtype).kind == "i"
+        self.unit_known = "unit" in ms["axes"][-1]
+        self.mpp = mpp if self.unit_known else None
+        mx, my = self.mpp if self.mpp is not None else (1.0, 1.0)
+        self.levels: list[Any] = []
+        self.downsamples: list[float] = []
+        origin = (0.0, 0.0)
+        for i, ds in enumerate(ms["datasets"]):
+            transforms = {t["type"]: t for t in ds["coordinateTransformations"]}
+            sy, sx = (float(v) for v in transforms["scale"]["scale"][-2:])
+            ty, tx = (
+                float(v)
+                for v in transforms.get("translation", {"translation": [0.0, 0.0]})["translation"][
+                    -2:
+                ]
+            )
+            d, dy = _clean(sx / mx), _clean(sy / my)
+            if i == 0:
+                origin = (_clean(tx / mx - (d - 1) / 2), _clean(ty / my - (dy - 1) / 2))
+            self.levels.append(group[ds["path"]])
+            self.downsamples.append(d)
+        self.origin = origin
+
+    @property
+    def downsample(self) -> float:
+        """Slide level-0 pixels per pixel of level 0."""
+        return self.downsamples[0]
+
+    def transform(self, level: int = 0) -> tuple[tuple[float, float], tuple[float, float]]:
+        """Scale and translation ``(y, x)`` of a level: µm when ``unit_known``, else level-0 px."""
+        scale, translate = level_transform(self.downsamples[level], self.mpp, self.origin)
+        return (scale[0], scale[1]), (translate[0], translate[1])
+
+    def probability(self, level: int = 0) -> ProbabilityView:
+        """Level ``level`` decoded to float32 probabilities in [0, 1] (lazily)."""
+        if self.labels:
+            raise ValueError(f"the {self.name} map holds labels, not probabilities")
+        return ProbabilityView(self.levels[level])
+
+    def probabilities(self) -> list[ProbabilityView]:
+        return [self.probability(i) for i in range(len(self.levels))]
+
+    @property
+    def done(self) -> np.ndarray:
+        """Which tiles are finished, (ny, nx) bool."""
+        return np.asarray(self.group["done"][:]) if "done" in self.group else np.ones((1, 1), bool)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.group.attrs.get("complete", False))
+
+
+class PredictionStore:
+    """The reader of a prediction store written by :class:`MapWriter` (see the module docstring).
+
+    ``store.maps`` lists the maps present (``"tumour"``, ``"nuclei"``); ``store[name]`` gives a
+    :class:`StoredMap`; ``slide``, ``checkpoint``, ``class_names`` and ``attrs`` are the provenance.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        import zarr
+
+        self.path = Path(path)
+        try:
+            self.root = zarr.open_group(str(self.path), mode="r")
+        except Exception as exc:  # noqa: BLE001 - zarr raises several types for a non-store
+            raise ExportError("not a prediction store (no zarr group)", self.path) from exc
+        self.attrs: dict[str, Any] = dict(self.root.attrs.get(ATTR, {}))
+        mpp = self.attrs.get("mpp")
+        self.mpp: tuple[float, float] | None = (float(mpp[0]), float(mpp[1])) if mpp else None
+
+    @classmethod
+    def is_store(cls, path: str | Path) -> bool:
+        return (Path(path) / ".zgroup").is_file()
+
+    @property
+    def maps(self) -> list[str]:
+        return [
+            name
+            for name in ("tumour", "nuclei")
+            if name in self.root and "multiscales" in self.root[name].attrs
+        ]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.maps
+
+    def __getitem__(self, name: str) -> StoredMap:
+        if name not in self:
+            hint = "predict with nuclei first" if name == "nuclei" else "predict with a model first"
+            raise ExportError(f"the store holds no {name} map", self.path, hint=hint)
+        return StoredMap(self.root[name], self.mpp)
+
+    @property
+    def slide(self) -> Path | None:
+        slide = self.attrs.get("slide")
+        return Path(slide) if slide else None
+
+    @property
+    def checkpoint(self) -> str | None:
+        return self.attrs.get("checkpoint")
+
+    @property
+    def class_names(self) -> dict[int, str] | None:
+        names = self.attrs.get("class_names")
+        return {int(k): str(v) for k, v in names.items()} if names else None
+
+
+def _clean(v: float) -> float:
+    return 0.0 if abs(v) < 1e-6 else round(v, 6)

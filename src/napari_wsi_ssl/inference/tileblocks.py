@@ -109,17 +109,17 @@ def plan_slide(
             device = choose_device(config.device)
             mask = tissue_mask(slide) if config.tissue_only else None
             jobs = make_jobs(slide, checkpoint_path, root, config, region, device, keys, mask)
-            whole = sum(len(job["todo"]) for job in jobs) <= block_tiles
+            whole = sum(len(job.todo) for job in jobs) <= block_tiles
             maps = []
             for job in jobs:
-                writer: MapWriter = job["writer"]
-                if whole or not job["todo"]:
-                    run_to_end(run_job(job, sorted(job["todo"]), config))
-                    writer.mark_complete(len(job["todo"]))
+                writer: MapWriter = job.writer
+                if whole or not job.todo:
+                    run_to_end(run_job(job, sorted(job.todo), config))
+                    writer.mark_complete(len(job.todo))
                     continue
-                blocks = split_tiles(list(job["todo"]), block_tiles)
-                name = job["name"]
-                plan = MapPlan(name, keys[name], job["grid"], writer.labels, len(job["todo"]))
+                blocks = split_tiles(list(job.todo), block_tiles)
+                name = job.name
+                plan = MapPlan(name, keys[name], job.grid, writer.labels, len(job.todo))
                 maps.append((plan, tuple(blocks)))
             return SlidePlan(slide_path, str(path), maps=tuple(maps))
         finally:
@@ -153,7 +153,7 @@ def predict_block(
             (job,) = make_jobs(
                 slide, checkpoint_path, root, config, region, device, {name: key}, None
             )
-            job["writer"].level0_only = True
+            job.writer.level0_only = True
             run_to_end(run_job(job, list(tiles), config))
         finally:
             slide.close()

@@ -195,7 +195,12 @@ def run(job: Job, out: Path, cancel: CancelToken | None = None) -> Generator[Any
             model.train()
             record.update(metrics)
             yield Progress(
-                st["step"], total, metrics.get("val_loss"), st["epoch"], None, metrics, "validation"
+                step=st["step"],
+                total=total,
+                loss=metrics.get("val_loss"),
+                epoch=st["epoch"],
+                metrics=metrics,
+                message="validation",
             )
             # no validation set: no best epoch to keep, the latest weights are saved
             val = metrics.get("val_loss")
@@ -258,7 +263,7 @@ def run(job: Job, out: Path, cancel: CancelToken | None = None) -> Generator[Any
                 st["step"] += 1
                 st["in_epoch"] += 1
                 history["step_loss"].append(loss)
-                yield Progress(st["step"], total, loss, st["epoch"], lr)
+                yield Progress(step=st["step"], total=total, loss=loss, epoch=st["epoch"], lr=lr)
                 if job.preview and cfg.preview_every and st["step"] % cfg.preview_every == 0:
                     yield Preview(st["step"], job.preview(outputs, batch))
                 if budget_spent():

@@ -1,8 +1,8 @@
 """Overlay layers backed by the prediction store (OME-Zarr written tile by tile).
 
-The layers read the zarr arrays directly (no dask, whose cache would keep showing tiles from
-before they were computed), so ``layer.refresh()`` shows the tiles finished since. The store is
-a cache on disk: panning reads it and never recomputes.
+The layers read the store's zarr arrays through :class:`PredictionStore` (no dask, whose cache
+would keep showing tiles from before they were computed), so ``layer.refresh()`` shows the
+tiles finished since. The store is a cache on disk: panning reads it and never recomputes.
 """
 
 from __future__ import annotations
@@ -12,73 +12,29 @@ from typing import Any
 
 import numpy as np
 
+from ...inference.store import PredictionStore, StoredMap
 from ._annotations import SlideGeometry
 
 PROBABILITY = "Metastasis probability"
 NUCLEI = "Nuclei"
 
 
-class ScaledArray:
-    """A read-only float32 view of a uint8 array as values in [0, 1], read lazily.
-
-    The store keeps probabilities as uint8 (p * 255); the layer shows probability 0..1.
-    """
-
-    def __init__(self, array: Any, factor: float = 1.0 / 255.0) -> None:
-        self.array = array
-        self.factor = factor
-        self.shape = tuple(array.shape)
-        self.ndim = len(self.shape)
-        self.dtype = np.dtype(np.float32)
-        self.size = int(np.prod(self.shape))
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        return np.asarray(self.array[key], dtype=np.float32) * np.float32(self.factor)
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        out = self[...]
-        return out if dtype is None else out.astype(dtype)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-
-def _levels(group: Any) -> list[Any]:
-    levels: list[Any] = []
-    while str(len(levels)) in group:
-        levels.append(group[str(len(levels))])
-    return levels
-
-
-def ngff_transform(group: Any) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Scale and translation (y, x) of level 0 of an NGFF multiscale group."""
-    dataset = group.attrs["multiscales"][0]["datasets"][0]
-    scale = (1.0, 1.0)
-    translate = (0.0, 0.0)
-    for t in dataset.get("coordinateTransformations", []):
-        if t["type"] == "scale":
-            scale = (float(t["scale"][-2]), float(t["scale"][-1]))
-        elif t["type"] == "translation":
-            translate = (float(t["translation"][-2]), float(t["translation"][-1]))
-    return scale, translate
-
-
 def _world_transform(
-    group: Any, slide: SlideGeometry
+    stored: StoredMap, slide: SlideGeometry
 ) -> tuple[tuple[float, float], tuple[float, float], float]:
-    """Layer scale and translate on the slide's world, and the map's downsample of level 0.
+    """Layer scale and translate of a stored map on the slide's world, and its downsample.
 
-    The store is in µm when the slide has an mpp, else in level-0 pixels; the slide layer's
-    own scale and translate map either onto the viewer's world.
+    The map is placed by level-0 pixels (its downsample and origin on the slide), through the
+    slide layer's own scale and translate, whatever unit the store or the slide layer is in.
     """
-    scale, translate = ngff_transform(group)
-    unit = group.attrs["multiscales"][0]["axes"][-1].get("unit")
-    if unit is None:  # level-0 pixels: into the slide's world units
-        scale = (scale[0] * slide.scale[0], scale[1] * slide.scale[1])
-        translate = (translate[0] * slide.scale[0], translate[1] * slide.scale[1])
-    downsample = scale[1] / slide.scale[1]
-    world_translate = (translate[0] + slide.translate[0], translate[1] + slide.translate[1])
-    return scale, world_translate, downsample
+    d = stored.downsample
+    ox, oy = stored.origin
+    scale = (d * slide.scale[0], d * slide.scale[1])
+    translate = (
+        slide.translate[0] + ((d - 1) / 2 + oy) * slide.scale[0],
+        slide.translate[1] + ((d - 1) / 2 + ox) * slide.scale[1],
+    )
+    return scale, translate, d
 
 
 def probability_colormap() -> Any:
@@ -111,21 +67,17 @@ def show_store(
     ``visible=False`` adds new layers hidden, so that adding them (layer controls, visuals) and
     their first read and draw can run in two turns of the event loop instead of one long one.
     """
-    import zarr
-
-    root = zarr.open_group(str(store), mode="r")
+    reader = PredictionStore(store)
     shown: dict[str, Any] = {}
-    if "tumour" in root and _levels(root["tumour"]):
-        group = root["tumour"]
-        levels = _levels(group)
-        data = [ScaledArray(a) if a.dtype == np.uint8 else a for a in levels]
-        scale, translate, downsample = _world_transform(group, slide)
+    if "tumour" in reader:
+        tumour = reader["tumour"]
+        scale, translate, downsample = _world_transform(tumour, slide)
         metadata = _map_metadata(slide, downsample, store)
         shown[PROBABILITY] = _put_layer(
             viewer,
             PROBABILITY,
             "image",
-            data,
+            tumour.probabilities(),
             scale=scale,
             translate=translate,
             metadata=metadata,
@@ -135,15 +87,15 @@ def show_store(
             blending="translucent",
             visible=visible,
         )
-    if "nuclei" in root and _levels(root["nuclei"]):
-        group = root["nuclei"]
-        scale, translate, downsample = _world_transform(group, slide)
+    if "nuclei" in reader:
+        nuclei = reader["nuclei"]
+        scale, translate, downsample = _world_transform(nuclei, slide)
         metadata = _map_metadata(slide, downsample, store)
         shown[NUCLEI] = _put_layer(
             viewer,
             NUCLEI,
             "labels",
-            _levels(group),
+            nuclei.levels,
             scale=scale,
             translate=translate,
             metadata=metadata,

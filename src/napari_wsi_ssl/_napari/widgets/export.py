@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from magicgui.types import FileDialogMode
-from magicgui.widgets import ComboBox, FileEdit, PushButton
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, PushButton
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from ...errors import ExportError
 from ...events import CancelToken, Log
-from ..writers import FORMATS, export_layer, format_of
+from ...export import DEFAULT_THRESHOLD, ExportResult, ExportSettings
+from ..writers import FORMATS, export_layer, format_of, suffix_of
 from ._annotations import is_slide_layer
 from ._base import DockBase, layer_choices
 from ._worker import Outcome
@@ -29,6 +30,7 @@ def layer_state(layer: Any) -> tuple[Any, dict[str, Any], str]:
         "name": layer.name,
         "scale": tuple(float(s) for s in layer.scale),
         "translate": tuple(float(t) for t in layer.translate),
+        "units": tuple(str(u) for u in layer.units),
         "metadata": dict(layer.metadata),
     }
     data = list(layer.data) if layer.multiscale else layer.data
@@ -36,10 +38,13 @@ def layer_state(layer: Any) -> tuple[Any, dict[str, Any], str]:
 
 
 def _export_run(
-    path: Path, data: Any, meta: dict[str, Any], kind: str, fmt: str
-) -> Generator[Any, None, Path]:
+    path: Path, data: Any, meta: dict[str, Any], kind: str, fmt: str, settings: ExportSettings
+) -> Generator[Any, None, ExportResult]:
     yield Log(f"writing {path.name}")
-    return export_layer(path, data, meta, kind, fmt)
+    result = export_layer(path, data, meta, kind, fmt, settings)
+    for message in result.warnings:
+        yield Log(message, level="warning")
+    return result
 
 
 class ExportWidget(DockBase):
@@ -53,6 +58,20 @@ class ExportWidget(DockBase):
             tooltip="the mask, probability map or nuclei layer to write",
         )
         self._format = ComboBox(label="format", choices=list(FORMATS), value="OME-TIFF")
+        self._threshold = FloatSpinBox(
+            label="threshold",
+            value=DEFAULT_THRESHOLD,
+            min=0.0,
+            max=1.0,
+            step=0.05,
+            tooltip="a map's probability from which a pixel is tumour (GeoJSON and masks)",
+        )
+        self._values = CheckBox(
+            text="probabilities, not the mask",
+            value=True,
+            tooltip="maps as OME-TIFF, OME-Zarr or PNG: the probability (uint8, p x 255), or "
+            "the mask at the threshold",
+        )
         self._path = FileEdit(
             label="path",
             mode=FileDialogMode.OPTIONAL_FILE,
@@ -66,6 +85,8 @@ class ExportWidget(DockBase):
             [
                 self._layer,
                 self._format,
+                self._threshold,
+                self._values,
                 self._path,
                 self._export_button,
                 self._cancel_button,
@@ -73,6 +94,7 @@ class ExportWidget(DockBase):
             ]
         )
         self.last_written: Path | None = None
+        self.last_warnings: tuple[str, ...] = ()
         self._on_layer()
 
     # exposed for tests and scripts, like a user's clicks
@@ -92,6 +114,21 @@ class ExportWidget(DockBase):
     def export_button(self) -> PushButton:
         return self._export_button
 
+    def set_fields(self, **values: Any) -> None:
+        """Set fields by name: layer, format, threshold, values (probabilities), path."""
+        fields = {
+            "layer": self._layer,
+            "format": self._format,
+            "threshold": self._threshold,
+            "values": self._values,
+            "path": self._path,
+        }
+        for name, value in values.items():
+            fields[name].value = value
+
+    def settings(self) -> ExportSettings:
+        return ExportSettings(threshold=float(self._threshold.value), values=self._values.value)
+
     def _on_layer(self, *_: Any) -> None:
         layer = self._layer.value
         if layer is None:
@@ -102,7 +139,7 @@ class ExportWidget(DockBase):
 
     def _on_format(self, *_: Any) -> None:
         """Give the path the format's suffix (a folder of the slide and the layer's name)."""
-        suffix = FORMATS[self._format.value]
+        suffix = suffix_of(self._format.value)
         current = Path(str(self._path.value)) if str(self._path.value) not in ("", ".") else None
         layer = self._layer.value
         stem = (layer.name if layer is not None else "export").replace(" ", "_").lower()
@@ -114,7 +151,7 @@ class ExportWidget(DockBase):
             self._path.value = folder / f"{stem}{suffix}"
             return
         name = current.name
-        for old in sorted(FORMATS.values(), key=len, reverse=True):
+        for old in sorted((x for xs in FORMATS.values() for x in xs), key=len, reverse=True):
             if name.lower().endswith(old):
                 name = name[: -len(old)]
                 break
@@ -129,7 +166,7 @@ class ExportWidget(DockBase):
         fmt = self._format.value
         try:
             if format_of(path) != fmt:
-                raise ExportError(f"the name does not end in {FORMATS[fmt]} for {fmt}", path)
+                raise ExportError(f"the name does not end in {suffix_of(fmt)} for {fmt}", path)
             if fmt == "CSV" and not isinstance(layer, Labels):
                 raise ExportError(
                     f"CSV export is for nuclei labels; {layer.name!r} is an image", path
@@ -138,14 +175,21 @@ class ExportWidget(DockBase):
             show_error(str(exc))
             return
         data, meta, kind = layer_state(layer)
+        settings = self.settings()
 
-        def factory(token: CancelToken) -> Generator[Any, None, Path]:
-            return _export_run(path, data, meta, kind, fmt)
+        def factory(token: CancelToken) -> Generator[Any, None, ExportResult]:
+            return _export_run(path, data, meta, kind, fmt, settings)
 
         self._runner.start(factory, f"Export {layer.name}", on_done=self._on_done)
 
     def _on_done(self, outcome: Outcome) -> None:
         if outcome.ok:
-            self.last_written = Path(outcome.value)
-            self.set_status(f"wrote {self.last_written}")
-            show_info(f"Exported {self.last_written}")
+            result: ExportResult = outcome.value
+            self.last_written = result.path
+            self.last_warnings = result.warnings
+            if result.warnings:
+                self.set_status(f"wrote {result.path}; " + "; ".join(result.warnings))
+                show_warning("; ".join(result.warnings))
+            else:
+                self.set_status(f"wrote {result.path}")
+                show_info(f"Exported {result.path}")
