@@ -9,7 +9,15 @@ tissue masks. No torch, no Qt.
 
 from __future__ import annotations
 
+from ._open import SLIDE_SUFFIXES, detect_format, looks_like_slide
 from ._slide import Slide, open_slide
 from ._tissue import tissue_mask
 
-__all__ = ["Slide", "open_slide", "tissue_mask"]
+__all__ = [
+    "SLIDE_SUFFIXES",
+    "Slide",
+    "detect_format",
+    "looks_like_slide",
+    "open_slide",
+    "tissue_mask",
+]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import SlideError
-from ._backends import Backend, OpenSlideBackend
+from ._backends import Backend, padded_read
 from ._open import choose_backend
 from ._tiff import CorruptTileError
 
@@ -92,10 +92,7 @@ class Slide:
             return np.full((max(h, 0), max(w, 0), 3), 255, np.uint8)
         x0, y0 = int(location[0]), int(location[1])
         try:
-            if isinstance(self._backend, OpenSlideBackend):
-                return self._backend.read_region_rgb((x0, y0), level, (w, h))
-            ds = self.level_downsamples[level]
-            return self.read_level(level, math.floor(x0 / ds), math.floor(y0 / ds), w, h)
+            return self._backend.read_region((x0, y0), level, (w, h))
         except SlideError:
             raise
         except CorruptTileError as exc:
@@ -107,8 +104,7 @@ class Slide:
             ) from exc
         except Exception as exc:
             raise SlideError(
-                f"the region at ({x0}, {y0}) of level {level} cannot be read "
-                f"({type(exc).__name__}: {exc})",
+                f"the region at ({x0}, {y0}) of level {level} cannot be read",
                 self.path,
                 DAMAGED_HINT,
             ) from exc
@@ -123,17 +119,15 @@ class Slide:
         every redraw; otherwise they raise ``CorruptTileError``.
         """
         lw, lh = self._pyramid_dims[level]
-        ix0, iy0 = max(x, 0), max(y, 0)
-        ix1, iy1 = min(x + w, lw), min(y + h, lh)
-        inside = ix1 > ix0 and iy1 > iy0
-        if inside and (ix0, iy0, ix1, iy1) == (x, y, x + w, y + h):
-            return self._read_inside(level, x, y, w, h, mark_corrupt)
-        out = np.full((h, w, 3), 255, np.uint8)
-        if inside:
-            out[iy0 - y : iy1 - y, ix0 - x : ix1 - x] = self._read_inside(
-                level, ix0, iy0, ix1 - ix0, iy1 - iy0, mark_corrupt
-            )
-        return out
+        return padded_read(
+            lambda *box: self._read_inside(level, *box, mark_corrupt=mark_corrupt),
+            lw,
+            lh,
+            x,
+            y,
+            w,
+            h,
+        )
 
     @property
     def corrupt_tiles(self) -> int:
@@ -233,15 +227,15 @@ class Slide:
     def chunk_size(self, level: int) -> tuple[int, int]:
         """Chunk (w, h) of a pyramid level: whole file tiles (about 512 px), or 512 when it has none.
 
-        Small file tiles read by tifffile are grouped (256 -> 512): a chunk is then one backend read
+        Small file tiles of a backend that decodes only the tiles a read touches are grouped
+        (240 -> 480, 256 -> 512): a chunk is then one backend read
         of a few tiles instead of one read per tile, which is what keeps reading through the
         pyramid as fast as the backend's own reads.
         """
         if level < self.level_count:
             tile = self._backend.tile_sizes[level]
             if tile is not None and tile[0] >= 64 and tile[1] >= 64:
-                grouped = self.backend_name == "tifffile"  # it reads only the tiles a region needs
-                k = max(1, round(DEFAULT_CHUNK / max(tile))) if grouped else 1
+                k = max(1, round(DEFAULT_CHUNK / max(tile))) if self._backend.reads_tiles else 1
                 return (tile[0] * k, tile[1] * k)
             return (DEFAULT_CHUNK, DEFAULT_CHUNK)
         return (256, 256)
