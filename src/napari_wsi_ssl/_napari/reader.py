@@ -7,10 +7,17 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import SlideError
-from ..slide import looks_like_slide, open_slide
+from ..slide import SLIDE_SUFFIXES, looks_like_slide, open_slide
 
 LayerData = tuple[Any, dict[str, Any], str]
 ReaderFunction = Callable[[Any], list[LayerData]]
+
+
+PLUGIN = "napari-wsi-ssl"
+#: Suffixes of the slide vendors' own formats: napari's built-in reader also accepts some (.svs,
+#: .ndpi, .scn, .bif) but reads a slide as one full-resolution array, so this plugin is made their
+#: reader; TIFF and zarr stay the user's choice, as they also hold images that are not slides.
+VENDOR_SUFFIXES = tuple(s for s in SLIDE_SUFFIXES if s not in (".tif", ".tiff", ".zarr"))
 
 
 def get_reader(path: str | list[str]) -> ReaderFunction | None:
@@ -19,6 +26,7 @@ def get_reader(path: str | list[str]) -> ReaderFunction | None:
     A file named like a slide that is not one is still claimed: reading it then shows the
     plugin's one-line error, instead of napari's reader dialog and a bare ``ValueError``.
     """
+    _claim_vendor_suffixes()
     if isinstance(path, list):
         if len(path) != 1:
             return None
@@ -29,6 +37,25 @@ def get_reader(path: str | list[str]) -> ReaderFunction | None:
     except Exception:
         return None
     return read_slide
+
+
+def _claim_vendor_suffixes() -> None:
+    """Make this plugin napari's reader of the vendor suffixes that have none yet, so that a
+    dropped slide opens (or says why it cannot) without napari's "Choose reader" dialog.
+
+    napari asks the plugin only once it is in use (a dock opened, a slide read), so the first
+    drop of a session may still show the dialog; the association is kept in napari's settings,
+    where Preferences > Plugins shows it and lets the user change it.
+    """
+    try:
+        from napari.settings import get_settings
+
+        plugins = get_settings().plugins
+        merged = {f"*{s}": PLUGIN for s in VENDOR_SUFFIXES} | dict(plugins.extension2reader)
+        if merged != plugins.extension2reader:
+            plugins.extension2reader = merged
+    except Exception:  # no napari settings (a plain Python session): nothing to associate
+        pass
 
 
 def read_slide(path: str | list[str], mpp: float | None = None) -> list[LayerData]:
