@@ -70,6 +70,51 @@ def test_large_synthetic_opens_fast(make_napari_viewer, qtbot, tmp_path_factory)
     assert layers[0].data[0].shape == (8192, 8192, 3)
 
 
+def test_cmu_opens_within_the_plugins_share_of_the_stall_target(
+    make_napari_viewer, qtbot, cmu_svs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening the CMU SVS blocks the viewer for the plugin's reader and the pixel reads of the
+    first draw (the thumbnail level and the view); together they stay under 0.3 s. The rest of
+    the block is napari creating the layer and repainting the window. Best of three opens, so
+    that another process's burst on a shared machine does not decide it."""
+    from napari_wsi_ssl._napari import reader as reader_module
+    from napari_wsi_ssl.slide import _pyramid
+
+    intervals: list[tuple[float, float]] = []
+
+    def timed(wrapped):
+        def call(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return wrapped(*args, **kwargs)
+            finally:
+                intervals.append((start, time.perf_counter()))
+
+        return call
+
+    monkeypatch.setattr(_pyramid.LevelArray, "__getitem__", timed(_pyramid.LevelArray.__getitem__))
+    monkeypatch.setattr(reader_module, "open_slide", timed(reader_module.open_slide))
+    viewer = make_napari_viewer(show=True)
+    shares = []
+    for _ in range(3):
+        intervals.clear()
+        [layer] = viewer.open(str(cmu_svs), plugin="napari-wsi-ssl")
+        qtbot.wait(20)
+        shares.append(_union(intervals))
+        viewer.layers.remove(layer)
+    print(f"\nplugin's share of opening the CMU SVS: {[round(s * 1000) for s in shares]} ms")
+    assert min(shares) < 0.3
+
+
+def _union(intervals: list[tuple[float, float]]) -> float:
+    """Seconds covered by the (start, end) intervals (reads overlap in dask's threads)."""
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        total += max(0.0, b - max(a, end))
+        end = max(end, b)
+    return total
+
+
 def test_slide_without_mpp_warns_and_opens_at_scale_1(
     make_napari_viewer, tmp_path: Path, synthetic
 ) -> None:
