@@ -40,7 +40,7 @@ def test_cmu_svs_pixels_from_tifffile_metadata_from_openslide(cmu_svs: Path) -> 
 @pytest.mark.parametrize("compression", ["jpeg2000", "jpeg"])
 def test_written_svs_equals_openslide(tmp_path: Path, cmu_crop: np.ndarray, compression: str):
     path = write_aperio_svs(
-        tmp_path / f"{compression}.svs", cmu_crop, mpp=0.25, compression=compression
+        tmp_path / f"{compression}.svs", cmu_crop, 0.25, compression, objective_power=40
     )
     assert detect_format(path) == "aperio"
     with openslide.OpenSlide(str(path)) as osr:

@@ -152,15 +152,16 @@ def _measure(slide_path: Path, config: BenchConfig) -> dict[str, dict[str, float
 def write_aperio_svs(
     path: Path,
     rgb: np.ndarray,
-    mpp: float = 0.5,
+    mpp: float | None = 0.5,
     compression: str = "jpeg2000",
     tile: int = 240,
     downsamples: tuple[int, ...] = (1, 4),
+    objective_power: int = 20,
 ) -> Path:
     """Write ``rgb`` as an Aperio-style SVS that OpenSlide opens as ``aperio``.
 
     One tiled page per downsample (box means), each with an Aperio ImageDescription carrying
-    ``MPP`` and ``AppMag``; ``compression`` is ``"jpeg2000"`` (Aperio's RGB JPEG 2000, TIFF
+    ``AppMag`` and ``MPP`` (none when ``mpp`` is None); ``compression`` is ``"jpeg2000"`` (Aperio's RGB JPEG 2000, TIFF
     compression 33005, lossy at about 40 dB PSNR as scanners write it), ``"jpeg2000-ycbcr"``
     (33003; the image is stored as given, which OpenSlide reads as YCbCr) or ``"jpeg"``.
     """
@@ -177,8 +178,8 @@ def write_aperio_svs(
             lh, lw = level.shape[:2]
             description = (
                 f"Aperio Image Library v12.0.15 \r\n{w}x{h} [0,0 {w}x{h}] ({tile}x{tile}) "
-                f"{codec[codes[compression]]}|AppMag = {round(10 / mpp)}|MPP = {mpp:.4f}"
-            )
+                f"{codec[codes[compression]]}|AppMag = {objective_power}"
+            ) + ("" if mpp is None else f"|MPP = {mpp:.4f}")
             if ds != 1:
                 description = description.replace(f"({tile}x{tile})", f"-> {lw}x{lh}")
             tw.write(
