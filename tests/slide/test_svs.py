@@ -141,3 +141,14 @@ def test_properties_are_the_files_own(synthetic) -> None:
         assert slide.mpp == pytest.approx((0.5, 0.5))
         assert not any(key.startswith("openslide.") for key in slide.properties)
         assert "tiff.XResolution" in slide.properties
+
+
+def test_read_bench_measures_the_slide_and_a_jpeg2000_svs(cmu_svs: Path, tmp_path: Path) -> None:
+    from napari_wsi_ssl.benchmark import BenchConfig
+    from napari_wsi_ssl.benchmark.reading import bench_read
+
+    figure = bench_read(cmu_svs, BenchConfig.quick_config(work_dir=tmp_path))
+    j2k = figure.extra["jpeg2000_svs"]
+    assert figure.value > 0 and figure.baseline > 0
+    assert j2k["value"] > 0 and j2k["ratio"] == pytest.approx(j2k["value"] / j2k["baseline"])
+    assert detect_format(tmp_path / "bench_jpeg2000.svs") == "aperio"

@@ -27,8 +27,8 @@ def tile_locations(
         xs = rng.integers(0, (width - side) // TILE + 1, n) * TILE
         ys = rng.integers(0, (height - side) // TILE + 1, n) * TILE
     else:
-        xs = rng.integers(0, width - side, n)
-        ys = rng.integers(0, height - side, n)
+        xs = rng.integers(0, max(width - side, 0) + 1, n)
+        ys = rng.integers(0, max(height - side, 0) + 1, n)
     return list(zip(xs.tolist(), ys.tolist(), strict=True))
 
 
@@ -42,7 +42,7 @@ def bench_read(slide_path: Path, config: BenchConfig) -> Figure:
     """
     samples = _measure(slide_path, config)
     j2k = write_aperio_svs(
-        config.work_dir / "bench_jpeg2000.svs", _crop(slide_path, 1024 if config.quick else 3072)
+        config.work_dir / "bench_jpeg2000.svs", _crop(slide_path, 1536 if config.quick else 3072)
     )
     j2k_samples = _measure(j2k, config)
     value = float(np.mean([s["value"] for s in samples.values()]))

@@ -71,6 +71,11 @@ class Backend:
         or with ``mark_corrupt`` come back as the checkerboard of ``corrupt_mark``."""
         raise NotImplementedError
 
+    @property
+    def corrupt_tiles(self) -> int:
+        """How many tiles were drawn as marks so far (by backends that can tell the tile)."""
+        return 0
+
     def _read_or_mark(
         self, level: int, x: int, y: int, w: int, h: int, mark_corrupt: bool
     ) -> np.ndarray:
@@ -194,22 +199,43 @@ def rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- tifffile
 
 
-class TiffBackend(Backend):
+class TiledBackend(Backend):
+    """A TIFF whose level pages are read tile by tile through ``PageReader``s."""
+
     name = "tifffile"
     reads_tiles = True
+    _tf: Any
 
+    def _read_pages(self, pages: list[Any]) -> None:
+        """Readers of ``pages`` (one per level) sharing the file handle, a lock and a tile cache."""
+        lock = threading.Lock()
+        cache = TileCache()
+        fh = self._tf.filehandle
+        self._readers = [PageReader(p, fh, lock, cache, level) for level, p in enumerate(pages)]
+
+    def read(
+        self, level: int, x: int, y: int, w: int, h: int, mark_corrupt: bool = False
+    ) -> np.ndarray:
+        return to_rgb8(self._readers[level].read(x, y, w, h, mark_corrupt))
+
+    @property
+    def corrupt_tiles(self) -> int:
+        return sum(len(r.corrupt) for r in self._readers)
+
+    def close(self) -> None:
+        self._tf.close()
+
+
+class TiffBackend(TiledBackend):
     def __init__(self, path: Path) -> None:
         import tifffile
 
         self._tf = tifffile.TiffFile(path)
-        self._lock = threading.Lock()
         tf = self._tf
         pages = _pyramid_pages(tf)
         if not pages:
             raise SlideError("the TIFF holds no image", path)
-        fh = tf.filehandle
-        cache = TileCache()
-        self._readers = [PageReader(p, fh, self._lock, cache, i) for i, p in enumerate(pages)]
+        self._read_pages(pages)
         self.level_dimensions = [(r.width, r.height) for r in self._readers]
         w0 = self.level_dimensions[0][0]
         self.level_downsamples = [w0 / w for w, _ in self.level_dimensions]
@@ -223,18 +249,6 @@ class TiffBackend(Backend):
         self.mpp = _ome_mpp(tf.ome_metadata) if tf.is_ome else None
         if self.mpp is None:
             self.mpp = _tiff_resolution_mpp(first)
-
-    def read(
-        self, level: int, x: int, y: int, w: int, h: int, mark_corrupt: bool = False
-    ) -> np.ndarray:
-        return to_rgb8(self._readers[level].read(x, y, w, h, mark_corrupt))
-
-    @property
-    def corrupt_tiles(self) -> int:
-        return sum(len(r.corrupt) for r in self._readers)
-
-    def close(self) -> None:
-        self._tf.close()
 
 
 def _pyramid_pages(tf: Any) -> list[Any]:

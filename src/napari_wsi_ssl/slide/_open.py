@@ -6,6 +6,7 @@ import logging
 import re
 import threading
 from pathlib import Path
+from typing import Any
 
 from ..errors import SlideError
 from ._backends import TIFF_MAGIC, Backend, OpenSlideBackend, TiffBackend, ZarrBackend
@@ -143,7 +144,7 @@ def _check_tiff_complete(path: Path) -> None:
     size = path.stat().st_size
     try:
         with _TiffLog() as log, tifffile.TiffFile(path) as tf:
-            pages = list(tf.pages)
+            pages: list[Any] = list(tf.pages)
             if not pages:
                 raise SlideError(f"{TRUNCATED} (no readable page)", path, _AGAIN)
             if _next_ifd_offset(tf, pages[-1].offset) >= size:

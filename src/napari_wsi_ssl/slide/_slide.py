@@ -120,7 +120,7 @@ class Slide:
         """
         lw, lh = self._pyramid_dims[level]
         return padded_read(
-            lambda *box: self._read_inside(level, *box, mark_corrupt=mark_corrupt),
+            lambda bx, by, bw, bh: self._read_inside(level, bx, by, bw, bh, mark_corrupt),
             lw,
             lh,
             x,
@@ -132,7 +132,7 @@ class Slide:
     @property
     def corrupt_tiles(self) -> int:
         """How many tiles (or unreadable regions) were drawn as marks so far."""
-        return int(getattr(self._backend, "corrupt_tiles", 0)) + self._backend.corrupt_regions
+        return self._backend.corrupt_tiles + self._backend.corrupt_regions
 
     def _read_inside(
         self, level: int, x: int, y: int, w: int, h: int, mark_corrupt: bool = False

@@ -11,14 +11,10 @@ levels.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ._backends import Backend, OpenSlideBackend
-from ._tiff import PageReader, TileCache, to_rgb8
+from ._backends import Backend, OpenSlideBackend, TiledBackend
 
 # TIFF compression -> photometric interpretations decoded to OpenSlide's pixels
 # (1 none, 5 LZW, 8 deflate, 7 JPEG, 33005 Aperio's JPEG 2000 in RGB; 2 RGB, 6 YCbCr)
@@ -36,7 +32,7 @@ def open_aperio(path: Path, vendor: str) -> Backend:
     except Exception:
         return meta
     try:
-        pages = [page for page in tf.pages if page.is_tiled]
+        pages: list[Any] = [page for page in tf.pages if getattr(page, "is_tiled", False)]
         dims = [(int(p.imagewidth), int(p.imagelength)) for p in pages]
         if dims == list(meta.level_dimensions) and all(_direct(p) for p in pages):
             return SvsBackend(meta, tf, pages)
@@ -57,11 +53,8 @@ def _direct(page: Any) -> bool:
     )
 
 
-class SvsBackend(Backend):
+class SvsBackend(TiledBackend):
     """OpenSlide's metadata of an Aperio SVS, with its tiles decoded by tifffile."""
-
-    name = "tifffile"
-    reads_tiles = True
 
     def __init__(self, meta: OpenSlideBackend, tf: Any, pages: list[Any]) -> None:
         self._meta = meta
@@ -73,21 +66,8 @@ class SvsBackend(Backend):
         self.tile_sizes = meta.tile_sizes
         self.mpp = meta.mpp
         self.objective_power = meta.objective_power
-        lock = threading.Lock()
-        cache = TileCache()
-        self._readers = [
-            PageReader(page, tf.filehandle, lock, cache, level) for level, page in enumerate(pages)
-        ]
-
-    def read(
-        self, level: int, x: int, y: int, w: int, h: int, mark_corrupt: bool = False
-    ) -> np.ndarray:
-        return to_rgb8(self._readers[level].read(x, y, w, h, mark_corrupt))
-
-    @property
-    def corrupt_tiles(self) -> int:
-        return sum(len(r.corrupt) for r in self._readers)
+        self._read_pages(pages)
 
     def close(self) -> None:
-        self._tf.close()
+        super().close()
         self._meta.close()
