@@ -52,3 +52,25 @@ def test_from_the_size_of_nuclei(tmp_path: Path, cmu_rgb: np.ndarray) -> None:
 def test_no_estimate_without_nuclei() -> None:
     glass = np.full((512, 512, 3), 240, np.uint8)
     assert nucleus_diameter_px([glass]) is None
+
+
+def test_info_and_the_no_mpp_error_give_the_estimate(
+    tmp_path: Path, cmu_rgb: np.ndarray, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from napari_wsi_ssl.cli import main
+    from napari_wsi_ssl.errors import SlideError
+
+    path = tmp_path / "bare.tif"
+    tifffile.imwrite(path, cmu_rgb, tile=(256, 256), photometric="rgb", compression="jpeg")
+    assert main(["info", str(path), "--no-tissue"]) == 0
+    out = capsys.readouterr().out
+    assert "mpp:              unknown (about 0.4" in out and "from nucleus size" in out
+    assert main(["info", str(path), "--no-tissue", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["mpp"] is None and result["mpp_estimate_source"] == "nucleus size"
+    assert CMU_MPP / 1.5 < result["mpp_estimate"] < CMU_MPP * 1.5
+    with open_slide(path) as slide, pytest.raises(SlideError) as err:
+        slide.downsample_for_mpp(2.0)
+    assert "no mpp" in str(err.value) and "it looks like about 0.4" in str(err.value)

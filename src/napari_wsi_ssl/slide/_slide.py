@@ -201,12 +201,23 @@ class Slide:
         """The downsample from level 0 that gives ``mpp`` µm/px."""
         if self.mpp is None:
             raise SlideError(
-                f"the slide has no mpp (pixel size), so {mpp:g} um/px cannot be found on it",
+                f"the slide has no mpp (pixel size), so {mpp:g} um/px cannot be found on it"
+                f"{self._guessed_mpp()}",
                 self.path,
                 "give the slide's mpp (wsi-ssl predict --mpp, the mpp field in napari) "
                 "or work at its native resolution (no working mpp)",
             )
         return float(mpp) / self.mpp[0]
+
+    def _guessed_mpp(self) -> str:
+        """ "; it looks like about ... µm/px ..." for a message, or "" when there is no estimate."""
+        from ._mpp import estimate_mpp  # the estimate imports the tissue mask, which needs Slide
+
+        try:
+            estimate = estimate_mpp(self)
+        except SlideError:  # a damaged slide: the message goes without a guess
+            return ""
+        return f"; it looks like {estimate}" if estimate is not None else ""
 
     # ------------------------------------------------------------------ pyramid
 
