@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import openslide
 import pytest
+import tifffile
 
 from napari_wsi_ssl.benchmark.reading import write_aperio_svs
 from napari_wsi_ssl.slide import _svs, detect_format, looks_like_slide, open_slide
@@ -43,6 +44,8 @@ def test_written_svs_equals_openslide(tmp_path: Path, cmu_crop: np.ndarray, comp
         tmp_path / f"{compression}.svs", cmu_crop, 0.25, compression, objective_power=40
     )
     assert detect_format(path) == "aperio"
+    with tifffile.TiffFile(path) as tf:  # JPEG tiles are written in YCbCr, as scanners do
+        assert tf.pages[0].photometric == (6 if compression == "jpeg" else 2)
     with openslide.OpenSlide(str(path)) as osr:
         dims, downsamples = osr.level_dimensions, osr.level_downsamples
     with open_slide(path) as slide:
