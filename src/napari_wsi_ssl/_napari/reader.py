@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import SlideError
-from ..slide import SLIDE_SUFFIXES, looks_like_slide, open_slide
+from ..slide import SLIDE_SUFFIXES, Slide, looks_like_slide, open_slide
 
 LayerData = tuple[Any, dict[str, Any], str]
 ReaderFunction = Callable[[Any], list[LayerData]]
@@ -77,7 +77,7 @@ def read_slide(path: str | list[str], mpp: float | None = None) -> list[LayerDat
     return [slide_layer_data(slide)]
 
 
-def slide_layer_data(slide: Any, name: str | None = None) -> LayerData:
+def slide_layer_data(slide: Slide, name: str | None = None) -> LayerData:
     """The image layer data of an open ``Slide``: lazy levels, scale in µm (1 when mpp is unknown)."""
     if slide.mpp is None:
         scale: tuple[float, float] = (1.0, 1.0)
