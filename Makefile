@@ -45,8 +45,11 @@ test: lint typecheck pytest
 bench: $(VENV)/.installed
 	$(VENV)/bin/wsi-ssl bench
 
+# The screenshots of docs/ in a shown napari window; under Xvfb when there is no display.
+XVFB := $(if $(DISPLAY),,xvfb-run -a -s "-screen 0 1600x1000x24")
 docs: $(VENV)/.installed
-	$(PY) docs/make_screenshots.py
+	$(XVFB) $(PY) docs/scripts/screenshot_slide.py
+	$(XVFB) $(PY) docs/scripts/gui_screenshots.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache .mypy_cache .ruff_cache

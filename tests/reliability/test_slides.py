@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from rel_helpers import assert_one_line_error, corrupt_tile, nompp_copy
+from rel_helpers import assert_one_line_error, corrupt_tile, nompp_copy, run_wsi_ssl
 
 from napari_wsi_ssl.errors import SlideError
-from napari_wsi_ssl.slide import open_slide, tissue_mask
+from napari_wsi_ssl.slide import _svs, open_slide, tissue_mask
 from napari_wsi_ssl.slide._tiff import MARK_DARK, MARK_LIGHT
 
 
@@ -84,20 +84,58 @@ def test_damaged_tile_is_an_error_for_compute_and_a_mark_for_display(
         assert slide.pyramid()[-1].compute().shape[2] == 3
 
 
-def test_damaged_svs_tile_leaves_the_rest_readable(cmu_svs: Path, tmp_path: Path) -> None:
-    """OpenSlide refuses every read after one error; the backend reopens the file."""
+@pytest.mark.parametrize("reader", ["tifffile", "openslide"])
+def test_damaged_svs_tile_leaves_the_rest_readable(
+    cmu_svs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str
+) -> None:
+    """Both readers of an SVS: its tiles through tifffile, and OpenSlide (the fallback), which
+    refuses every read after one error, so the backend reopens the file."""
+    if reader == "openslide":
+        monkeypatch.setattr(_svs, "DIRECT", {})
     damaged = corrupt_tile(cmu_svs, tmp_path / "damaged.svs", index=30)
     with tifffile.TiffFile(damaged) as tf:
         nx = -(-tf.pages[0].imagewidth // tf.pages[0].tilewidth)
     tx, ty = 30 % nx, 30 // nx
     with open_slide(damaged) as slide, open_slide(cmu_svs) as good:
-        assert slide.backend_name == "openslide"
-        with pytest.raises(SlideError, match="cannot be read") as err:
+        assert slide.backend_name == reader
+        with pytest.raises(SlideError, match="cannot be (read|decoded)") as err:
             slide.read_region((tx * 240 + 10, ty * 240 + 10), 0, (50, 50))
-        assert str(damaged) in str(err.value)
+        assert str(damaged) in str(err.value) and "Error" not in str(err.value)
         np.testing.assert_array_equal(
             slide.read_region((0, 0), 0, (200, 200)), good.read_region((0, 0), 0, (200, 200))
         )
+
+
+@pytest.fixture(scope="module")
+def cut_svs(tmp_path_factory: pytest.TempPathFactory, cmu_svs: Path) -> dict[str, Path]:
+    """The CMU SVS cut at several lengths: inside its first page's directory (which this file
+    keeps near its end), in the middle of its pages, and just short of its last tag's value."""
+    folder = tmp_path_factory.mktemp("cut svs")
+    data = cmu_svs.read_bytes()
+    cuts = {"300kB": 300_000, "half": len(data) // 2, "pages": len(data) - 20_000}
+    cuts["last tag"] = len(data) - 100
+    out = {}
+    for name, length in cuts.items():
+        out[name] = folder / f"cut {name}.svs"
+        out[name].write_bytes(data[:length])
+    return out
+
+
+@pytest.mark.parametrize("cut", ["300kB", "half", "pages", "last tag"])
+def test_truncated_svs_is_one_line_on_the_terminal(cut_svs: dict[str, Path], cut: str) -> None:
+    path = cut_svs[cut]
+    result = run_wsi_ssl(["info", path, "--no-tissue"])
+    assert result.returncode == 2 and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # no library's log line
+    line = assert_one_line_error(result.stderr, str(path), "truncated or damaged")
+    assert "Error" not in line.split(": error: ")[1]  # no exception names without --debug
+
+
+def test_truncated_svs_with_debug_shows_the_libraries(cut_svs: dict[str, Path]) -> None:
+    result = run_wsi_ssl(["info", cut_svs["300kB"], "--no-tissue", "--debug"])
+    assert result.returncode != 0
+    assert "tifffile" in result.stderr and "invalid offset" in result.stderr
+    assert "Traceback" in result.stderr and "SlideError" in result.stderr
 
 
 def test_slide_without_mpp(cli, small_slide, tiny_ckpt: Path, tmp_path: Path) -> None:
@@ -212,5 +250,5 @@ def test_unusual_svs_path(cmu_svs: Path, tmp_path: Path) -> None:
     path = tmp_path / "Präparat 7 – ü.svs"
     shutil.copy(cmu_svs, path)
     with open_slide(path) as slide:
-        assert slide.backend_name == "openslide" and slide.vendor == "aperio"
+        assert slide.backend_name == "tifffile" and slide.vendor == "aperio"
         assert slide.read_region((0, 0), 0, (32, 32)).shape == (32, 32, 3)

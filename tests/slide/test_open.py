@@ -51,7 +51,7 @@ def test_cmu_pyramid_is_synthesised_and_tile_aligned(cmu_svs: Path) -> None:
             (742, 555, 3),
             (371, 278, 3),
         ]
-        assert levels[0].chunksize == (240, 240, 3)  # the SVS's own tiles
+        assert levels[0].chunksize == (480, 480, 3)  # 2 x 2 of the SVS's own 240 px tiles
         assert all(lv.dtype == np.uint8 for lv in levels)
         assert slide.pyramid_downsamples == (1.0, 2.0, 4.0, 8.0)
         # a synthesised level equals the 2x2 mean of the level above

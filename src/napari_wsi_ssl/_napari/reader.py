@@ -4,74 +4,80 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from ..errors import SlideError
+from ..slide import SLIDE_SUFFIXES, Slide, looks_like_slide, open_slide
 
 LayerData = tuple[Any, dict[str, Any], str]
 ReaderFunction = Callable[[Any], list[LayerData]]
 
-_SLIDE_SUFFIXES = {
-    ".svs",
-    ".tif",
-    ".tiff",
-    ".ndpi",
-    ".vms",
-    ".vmu",
-    ".mrxs",
-    ".scn",
-    ".svslide",
-    ".bif",
-}
+
+PLUGIN = "napari-wsi-ssl"
+#: Suffixes of the slide vendors' own formats: napari's built-in reader also accepts some (.svs,
+#: .ndpi, .scn, .bif) but reads a slide as one full-resolution array, so this plugin is made their
+#: reader; TIFF and zarr stay the user's choice, as they also hold images that are not slides.
+VENDOR_SUFFIXES = tuple(s for s in SLIDE_SUFFIXES if s not in (".tif", ".tiff", ".zarr"))
 
 
 def get_reader(path: str | list[str]) -> ReaderFunction | None:
-    """Return a reader for ``path`` when it looks like a slide, else None (never raises)."""
+    """Return a reader for ``path`` when it is, or is named like, a slide; else None (never raises).
+
+    A file named like a slide that is not one is still claimed: reading it then shows the
+    plugin's one-line error, instead of napari's reader dialog and a bare ``ValueError``.
+    """
+    _claim_vendor_suffixes()
     if isinstance(path, list):
         if len(path) != 1:
             return None
         path = path[0]
     try:
-        p = Path(path)
-        if not _looks_like_slide(p):
+        if not looks_like_slide(path):
             return None
     except Exception:
         return None
     return read_slide
 
 
-def _looks_like_slide(path: Path) -> bool:
-    if path.is_dir():
-        return any((path / n).exists() for n in (".zgroup", ".zattrs", "zarr.json"))
-    if not path.is_file():
-        return False
-    with open(path, "rb") as fh:
-        head = fh.read(4)
-    if head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return True
-    # non-TIFF vendor formats (mrxs, vms) are index files that OpenSlide recognises
-    if path.suffix.lower() in _SLIDE_SUFFIXES:
-        try:
-            import openslide
+def _claim_vendor_suffixes() -> None:
+    """Make this plugin napari's reader of the vendor suffixes that have none yet, so that a
+    dropped slide opens (or says why it cannot) without napari's "Choose reader" dialog.
 
-            return openslide.OpenSlide.detect_format(str(path)) is not None
-        except Exception:
-            return False
-    return False
+    napari asks the plugin only once it is in use (a dock opened, a slide read), so the first
+    drop of a session may still show the dialog; the association is kept in napari's settings,
+    where Preferences > Plugins shows it and lets the user change it.
+    """
+    try:
+        from napari.settings import get_settings
+
+        plugins = get_settings().plugins
+        merged = {f"*{s}": PLUGIN for s in VENDOR_SUFFIXES} | dict(plugins.extension2reader)
+        if merged != plugins.extension2reader:
+            plugins.extension2reader = merged
+    except Exception:  # no napari settings (a plain Python session): nothing to associate
+        pass
 
 
 def read_slide(path: str | list[str], mpp: float | None = None) -> list[LayerData]:
-    """Open a slide as ``[(pyramid, kwargs, "image")]``; SlideError (one line) when it is unreadable."""
-    from ..slide import open_slide
+    """Open a slide as ``[(pyramid, kwargs, "image")]``.
 
+    A file that cannot be opened shows the ``SlideError``'s one line as an error notification and
+    gives napari's "no layers" value: raising would make napari offer its reader dialog, whose
+    other readers cannot open a slide either.
+    """
     if isinstance(path, list):
         path = path[0]
-    slide = open_slide(path, mpp=mpp)
+    try:
+        slide = open_slide(path, mpp=mpp)
+    except SlideError as exc:
+        from napari.utils.notifications import show_error
+
+        show_error(str(exc))
+        return [(None,)]  # type: ignore[list-item]
     return [slide_layer_data(slide)]
 
 
-def slide_layer_data(slide: Any, name: str | None = None) -> LayerData:
+def slide_layer_data(slide: Slide, name: str | None = None) -> LayerData:
     """The image layer data of an open ``Slide``: lazy levels, scale in µm (1 when mpp is unknown)."""
     if slide.mpp is None:
         scale: tuple[float, float] = (1.0, 1.0)
@@ -93,7 +99,6 @@ def slide_layer_data(slide: Any, name: str | None = None) -> LayerData:
         "level_downsamples": list(slide.pyramid_downsamples),
         "level_count": slide.level_count,
         "vendor": slide.vendor,
-        "napari_wsi_ssl": True,
         "slide": slide,  # keeps the file open for the lazy levels
     }
     kwargs = {

@@ -8,8 +8,8 @@ Each subcommand lives in its own module ``cli/<name>.py`` with two functions:
     does the work and returns a JSON-serialisable summary.
 
 ``main`` adds ``--json`` (print that summary as one JSON object on the last line of stdout)
-and ``--debug`` (show tracebacks) to every subcommand, and turns the project's user errors
-into one line on stderr with exit code 2.
+and ``--debug`` (show tracebacks and the libraries' own log records) to every subcommand, and
+turns the project's user errors into one line on stderr with exit code 2.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -50,16 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        try:
-            module = importlib.import_module(f"{__name__}.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{module_name}":
-                raise
-            continue  # not built yet
+        module = importlib.import_module(f"{__name__}.{module_name}")
         p = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(p)
         p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-        p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+        p.add_argument(
+            "--debug", action="store_true", help="show tracebacks of errors and libraries' logs"
+        )
         p.set_defaults(_run=module.run)
     return parser
 
@@ -70,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 1
+    _route_logs(args.debug)
     try:
         result: dict[str, Any] = args._run(args) or {}
     except WsiSslError as exc:
@@ -94,6 +93,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, default=_jsonable))
     return 0
+
+
+def _route_logs(debug: bool) -> None:
+    """Libraries' log records (tifffile's "invalid offset" on a truncated slide) reach the
+    terminal only with ``--debug``: without it the user reads the one line of the error."""
+    root = logging.getLogger()
+    if debug:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    elif not root.handlers:
+        # a handler anywhere keeps Python's last-resort handler from printing to stderr
+        root.addHandler(logging.NullHandler())
 
 
 def _jsonable(value: Any) -> Any:

@@ -15,10 +15,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..slide import open_slide, tissue_mask
+    from ..slide import estimate_mpp, open_slide, tissue_mask
 
     with open_slide(args.slide, mpp=args.mpp) as slide:
         result = slide.info()
+        estimate = estimate_mpp(slide) if slide.mpp is None else None
+        result["mpp_estimate"] = None if estimate is None else estimate.mpp
+        result["mpp_estimate_source"] = None if estimate is None else estimate.source
         result["pyramid_downsamples"] = list(slide.pyramid_downsamples)
         result["properties_count"] = len(slide.properties)
         if args.no_tissue:
@@ -29,6 +32,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["tissue_mask_downsample"] = ds
     if not args.json:
         mpp = result["mpp"]
+        unknown = "unknown" if estimate is None else f"unknown ({estimate}; --mpp sets it)"
         lines = [
             f"slide:            {result['path']}",
             f"format:           {result['vendor']} (read with {result['backend']})",
@@ -40,7 +44,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ):
             lines.append(f"  level {i}:        {dims[0]} x {dims[1]} px, downsample {ds:g}")
         lines += [
-            f"mpp:              {'unknown' if mpp is None else f'{mpp[0]:.4g} x {mpp[1]:.4g} µm/px'}",
+            f"mpp:              {unknown if mpp is None else f'{mpp[0]:.4g} x {mpp[1]:.4g} µm/px'}",
             f"objective power:  {result['objective_power'] or 'unknown'}",
             f"tile size:        {result['tile_size'] or 'untiled'}",
         ]

@@ -9,7 +9,18 @@ tissue masks. No torch, no Qt.
 
 from __future__ import annotations
 
+from ._mpp import MppEstimate, estimate_mpp
+from ._open import SLIDE_SUFFIXES, detect_format, looks_like_slide
 from ._slide import Slide, open_slide
 from ._tissue import tissue_mask
 
-__all__ = ["Slide", "open_slide", "tissue_mask"]
+__all__ = [
+    "SLIDE_SUFFIXES",
+    "MppEstimate",
+    "Slide",
+    "detect_format",
+    "estimate_mpp",
+    "looks_like_slide",
+    "open_slide",
+    "tissue_mask",
+]

@@ -1,22 +1,26 @@
 """Slide backends: OpenSlide, tifffile and zarr, chosen by the file's content.
 
-Each backend exposes the same small surface: levels, properties, mpp, and
-``read(level, x, y, w, h)`` of an in-bounds region in that level's pixels, as (h, w, 3) uint8.
+Each backend exposes the same small surface: levels, properties, mpp, ``read(level, x, y, w, h)``
+of an in-bounds region in that level's pixels, and ``read_region(location, level, size)`` at a
+level-0 location, anywhere, padded white; both return (h, w, 3) uint8. ``properties`` are the
+file's own metadata, never values the backend derived (the pixel size is ``mpp``).
 The heavy libraries are imported only when a file of their kind is opened.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import threading
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import SlideError
-from ._tiff import CorruptTileError, PageReader, corrupt_mark, to_rgb8
+from ._tiff import CorruptTileError, PageReader, TileCache, corrupt_mark, to_rgb8
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _UNIT_TO_UM = {
@@ -44,6 +48,21 @@ class Backend:
     mpp: tuple[float, float] | None = None
     objective_power: float | None = None
     corrupt_regions = 0  # regions drawn as marks because they could not be read
+    # True where a read decodes only the tiles a region touches, so a chunk of a few file tiles
+    # costs one call instead of one per tile (see ``Slide.chunk_size``)
+    reads_tiles = False
+
+    def read_region(
+        self, location: tuple[int, int], level: int, size: tuple[int, int]
+    ) -> np.ndarray:
+        """(h, w, 3) uint8 of ``size`` (w, h) level pixels whose top-left is ``location`` in
+        level-0 pixels; parts outside the level are white."""
+        ds = self.level_downsamples[level]
+        x, y = math.floor(location[0] / ds), math.floor(location[1] / ds)
+        lw, lh = self.level_dimensions[level]
+        return padded_read(
+            lambda *box: self.read(level, *box), lw, lh, x, y, int(size[0]), int(size[1])
+        )
 
     def read(
         self, level: int, x: int, y: int, w: int, h: int, mark_corrupt: bool = False
@@ -51,6 +70,11 @@ class Backend:
         """Read an in-bounds region of ``level``; undecodable data raise ``CorruptTileError``,
         or with ``mark_corrupt`` come back as the checkerboard of ``corrupt_mark``."""
         raise NotImplementedError
+
+    @property
+    def corrupt_tiles(self) -> int:
+        """How many tiles were drawn as marks so far (by backends that can tell the tile)."""
+        return 0
 
     def _read_or_mark(
         self, level: int, x: int, y: int, w: int, h: int, mark_corrupt: bool
@@ -60,7 +84,7 @@ class Backend:
             return self._read(level, x, y, w, h)
         except Exception as exc:  # the libraries raise their own kinds for damaged data
             if not mark_corrupt:
-                raise CorruptTileError(-1, f"{type(exc).__name__}: {exc}") from exc
+                raise CorruptTileError(-1, "its data are damaged") from exc
             self.corrupt_regions += 1
             return corrupt_mark(h, w, x, y)
 
@@ -103,15 +127,11 @@ class OpenSlideBackend(Backend):
         except (KeyError, ValueError):
             self.objective_power = None
 
-    def read_region_rgba(
+    def read_region(
         self, location: tuple[int, int], level: int, size: tuple[int, int]
     ) -> np.ndarray:
-        return np.asarray(self._osr.read_region(location, level, size))
-
-    def read_region_rgb(
-        self, location: tuple[int, int], level: int, size: tuple[int, int]
-    ) -> np.ndarray:
-        """RGB on white; PIL's C conversion is far faster than numpy's strided RGBA -> RGB copy."""
+        """OpenSlide's own read, RGB on white; PIL's C conversion is far faster than numpy's
+        strided RGBA -> RGB copy."""
         osr = self._osr
         try:
             img = osr.read_region(location, level, size)
@@ -139,10 +159,31 @@ class OpenSlideBackend(Backend):
 
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         ds = self.level_downsamples[level]
-        return self.read_region_rgb((round(x * ds), round(y * ds)), level, (w, h))
+        return self.read_region((round(x * ds), round(y * ds)), level, (w, h))
 
     def close(self) -> None:
         self._osr.close()
+
+
+def padded_read(
+    read: Callable[[int, int, int, int], np.ndarray],
+    width: int,
+    height: int,
+    x: int,
+    y: int,
+    w: int,
+    h: int,
+) -> np.ndarray:
+    """``read(x, y, w, h)`` of the part of (x, y, w, h) inside ``width`` x ``height``, padded white."""
+    ix0, iy0 = max(x, 0), max(y, 0)
+    ix1, iy1 = min(x + w, width), min(y + h, height)
+    inside = ix1 > ix0 and iy1 > iy0
+    if inside and (ix0, iy0, ix1, iy1) == (x, y, x + w, y + h):
+        return read(x, y, w, h)
+    out = np.full((max(h, 0), max(w, 0), 3), 255, np.uint8)
+    if inside:
+        out[iy0 - y : iy1 - y, ix0 - x : ix1 - x] = read(ix0, iy0, ix1 - ix0, iy1 - iy0)
+    return out
 
 
 def rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
@@ -158,20 +199,43 @@ def rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- tifffile
 
 
-class TiffBackend(Backend):
-    name = "tifffile"
+class TiledBackend(Backend):
+    """A TIFF whose level pages are read tile by tile through ``PageReader``s."""
 
+    name = "tifffile"
+    reads_tiles = True
+    _tf: Any
+
+    def _read_pages(self, pages: list[Any]) -> None:
+        """Readers of ``pages`` (one per level) sharing the file handle, a lock and a tile cache."""
+        lock = threading.Lock()
+        cache = TileCache()
+        fh = self._tf.filehandle
+        self._readers = [PageReader(p, fh, lock, cache, level) for level, p in enumerate(pages)]
+
+    def read(
+        self, level: int, x: int, y: int, w: int, h: int, mark_corrupt: bool = False
+    ) -> np.ndarray:
+        return to_rgb8(self._readers[level].read(x, y, w, h, mark_corrupt))
+
+    @property
+    def corrupt_tiles(self) -> int:
+        return sum(len(r.corrupt) for r in self._readers)
+
+    def close(self) -> None:
+        self._tf.close()
+
+
+class TiffBackend(TiledBackend):
     def __init__(self, path: Path) -> None:
         import tifffile
 
         self._tf = tifffile.TiffFile(path)
-        self._lock = threading.Lock()
         tf = self._tf
         pages = _pyramid_pages(tf)
         if not pages:
             raise SlideError("the TIFF holds no image", path)
-        fh = tf.filehandle
-        self._readers = [PageReader(p, fh, self._lock) for p in pages]
+        self._read_pages(pages)
         self.level_dimensions = [(r.width, r.height) for r in self._readers]
         w0 = self.level_dimensions[0][0]
         self.level_downsamples = [w0 / w for w, _ in self.level_dimensions]
@@ -185,21 +249,6 @@ class TiffBackend(Backend):
         self.mpp = _ome_mpp(tf.ome_metadata) if tf.is_ome else None
         if self.mpp is None:
             self.mpp = _tiff_resolution_mpp(first)
-        if self.mpp is not None:
-            self.properties["openslide.mpp-x"] = repr(self.mpp[0])
-            self.properties["openslide.mpp-y"] = repr(self.mpp[1])
-
-    def read(
-        self, level: int, x: int, y: int, w: int, h: int, mark_corrupt: bool = False
-    ) -> np.ndarray:
-        return to_rgb8(self._readers[level].read(x, y, w, h, mark_corrupt))
-
-    @property
-    def corrupt_tiles(self) -> int:
-        return sum(len(r.corrupt) for r in self._readers)
-
-    def close(self) -> None:
-        self._tf.close()
 
 
 def _pyramid_pages(tf: Any) -> list[Any]:
@@ -301,9 +350,6 @@ class ZarrBackend(Backend):
         self.level_downsamples = [w0 / w for w, _ in self.level_dimensions]
         self.properties = {"ome.multiscales": json.dumps(ms)[:2000]}
         self.mpp = _zarr_mpp(ms, axes)
-        if self.mpp is not None:
-            self.properties["openslide.mpp-x"] = repr(self.mpp[0])
-            self.properties["openslide.mpp-y"] = repr(self.mpp[1])
 
     def read(
         self, level: int, x: int, y: int, w: int, h: int, mark_corrupt: bool = False

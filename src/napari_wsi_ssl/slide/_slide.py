@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import SlideError
-from ._backends import Backend, OpenSlideBackend
+from ._backends import Backend, padded_read
 from ._open import choose_backend
 from ._tiff import CorruptTileError
 
@@ -92,10 +92,7 @@ class Slide:
             return np.full((max(h, 0), max(w, 0), 3), 255, np.uint8)
         x0, y0 = int(location[0]), int(location[1])
         try:
-            if isinstance(self._backend, OpenSlideBackend):
-                return self._backend.read_region_rgb((x0, y0), level, (w, h))
-            ds = self.level_downsamples[level]
-            return self.read_level(level, math.floor(x0 / ds), math.floor(y0 / ds), w, h)
+            return self._backend.read_region((x0, y0), level, (w, h))
         except SlideError:
             raise
         except CorruptTileError as exc:
@@ -107,8 +104,7 @@ class Slide:
             ) from exc
         except Exception as exc:
             raise SlideError(
-                f"the region at ({x0}, {y0}) of level {level} cannot be read "
-                f"({type(exc).__name__}: {exc})",
+                f"the region at ({x0}, {y0}) of level {level} cannot be read",
                 self.path,
                 DAMAGED_HINT,
             ) from exc
@@ -123,22 +119,20 @@ class Slide:
         every redraw; otherwise they raise ``CorruptTileError``.
         """
         lw, lh = self._pyramid_dims[level]
-        ix0, iy0 = max(x, 0), max(y, 0)
-        ix1, iy1 = min(x + w, lw), min(y + h, lh)
-        inside = ix1 > ix0 and iy1 > iy0
-        if inside and (ix0, iy0, ix1, iy1) == (x, y, x + w, y + h):
-            return self._read_inside(level, x, y, w, h, mark_corrupt)
-        out = np.full((h, w, 3), 255, np.uint8)
-        if inside:
-            out[iy0 - y : iy1 - y, ix0 - x : ix1 - x] = self._read_inside(
-                level, ix0, iy0, ix1 - ix0, iy1 - iy0, mark_corrupt
-            )
-        return out
+        return padded_read(
+            lambda bx, by, bw, bh: self._read_inside(level, bx, by, bw, bh, mark_corrupt),
+            lw,
+            lh,
+            x,
+            y,
+            w,
+            h,
+        )
 
     @property
     def corrupt_tiles(self) -> int:
         """How many tiles (or unreadable regions) were drawn as marks so far."""
-        return int(getattr(self._backend, "corrupt_tiles", 0)) + self._backend.corrupt_regions
+        return self._backend.corrupt_tiles + self._backend.corrupt_regions
 
     def _read_inside(
         self, level: int, x: int, y: int, w: int, h: int, mark_corrupt: bool = False
@@ -161,7 +155,7 @@ class Slide:
         for r0 in range(0, h, rows):
             rh = min(rows, h - r0)
             block = self.read_level(last, k * x, k * (y + r0), k * w, k * rh, mark_corrupt)
-            out[r0 : r0 + rh] = _halve(block) if k == 2 else _box_reduce(block, k)
+            out[r0 : r0 + rh] = _box_reduce(block, k)
         return out
 
     def _warn_corrupt(self) -> None:
@@ -207,12 +201,23 @@ class Slide:
         """The downsample from level 0 that gives ``mpp`` µm/px."""
         if self.mpp is None:
             raise SlideError(
-                f"the slide has no mpp (pixel size), so {mpp:g} um/px cannot be found on it",
+                f"the slide has no mpp (pixel size), so {mpp:g} um/px cannot be found on it"
+                f"{self._guessed_mpp()}",
                 self.path,
                 "give the slide's mpp (wsi-ssl predict --mpp, the mpp field in napari) "
                 "or work at its native resolution (no working mpp)",
             )
         return float(mpp) / self.mpp[0]
+
+    def _guessed_mpp(self) -> str:
+        """ "; it looks like about ... µm/px ..." for a message, or "" when there is no estimate."""
+        from ._mpp import estimate_mpp  # the estimate imports the tissue mask, which needs Slide
+
+        try:
+            estimate = estimate_mpp(self)
+        except SlideError:  # a damaged slide: the message goes without a guess
+            return ""
+        return f"; it looks like {estimate}" if estimate is not None else ""
 
     # ------------------------------------------------------------------ pyramid
 
@@ -233,15 +238,15 @@ class Slide:
     def chunk_size(self, level: int) -> tuple[int, int]:
         """Chunk (w, h) of a pyramid level: whole file tiles (about 512 px), or 512 when it has none.
 
-        Small file tiles read by tifffile are grouped (256 -> 512): a chunk is then one backend read
+        Small file tiles of a backend that decodes only the tiles a read touches are grouped
+        (240 -> 480, 256 -> 512): a chunk is then one backend read
         of a few tiles instead of one read per tile, which is what keeps reading through the
         pyramid as fast as the backend's own reads.
         """
         if level < self.level_count:
             tile = self._backend.tile_sizes[level]
             if tile is not None and tile[0] >= 64 and tile[1] >= 64:
-                grouped = self.backend_name == "tifffile"  # it reads only the tiles a region needs
-                k = max(1, round(DEFAULT_CHUNK / max(tile))) if grouped else 1
+                k = max(1, round(DEFAULT_CHUNK / max(tile))) if self._backend.reads_tiles else 1
                 return (tile[0] * k, tile[1] * k)
             return (DEFAULT_CHUNK, DEFAULT_CHUNK)
         return (256, 256)
@@ -286,16 +291,9 @@ class Slide:
         }
 
 
-def _halve(image: np.ndarray) -> np.ndarray:
-    """The 2x2 mean (rounded) of an (2h, 2w, 3) uint8 image."""
-    s = image.astype(np.uint16)
-    return ((s[0::2, 0::2] + s[1::2, 0::2] + s[0::2, 1::2] + s[1::2, 1::2] + 2) >> 2).astype(
-        np.uint8
-    )
-
-
 def _box_reduce(image: np.ndarray, k: int) -> np.ndarray:
-    """The k x k box mean of a (k*h, k*w, 3) uint8 image, in one C pass (PIL's reduce)."""
+    """The k x k box mean, rounded, of a (k*h, k*w, 3) uint8 image, in one C pass (PIL's reduce:
+    four times numpy's speed for the 2 x 2 of every synthesised level)."""
     from PIL import Image
 
     return np.asarray(Image.fromarray(image).reduce(k))

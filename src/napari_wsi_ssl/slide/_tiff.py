@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -43,13 +44,59 @@ def to_rgb8(arr: np.ndarray) -> np.ndarray:
     return arr[..., :3]
 
 
+TILE_CACHE_BYTES = 32 << 20  # as OpenSlide's default cache of decoded tiles
+
+
+class TileCache:
+    """Decoded tiles of one file, the least recently used dropped beyond ``max_bytes``.
+
+    Panning and zooming read the same tiles again; OpenSlide keeps them decoded too, so without
+    a cache every redraw would pay for decoding that OpenSlide does once.
+    """
+
+    def __init__(self, max_bytes: int = TILE_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._tiles: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, int]) -> np.ndarray | None:
+        with self._lock:
+            tile = self._tiles.get(key)
+            if tile is not None:
+                self._tiles.move_to_end(key)
+            return tile
+
+    def put(self, key: tuple[int, int], tile: np.ndarray) -> None:
+        if tile.nbytes > self.max_bytes:
+            return
+        tile.flags.writeable = False  # shared by every later read
+        with self._lock:
+            if key in self._tiles:
+                return
+            self._tiles[key] = tile
+            self.nbytes += tile.nbytes
+            while self.nbytes > self.max_bytes:
+                _, old = self._tiles.popitem(last=False)
+                self.nbytes -= old.nbytes
+
+
 class PageReader:
     """Reads regions of one TIFF page (tiled or stripped) through tifffile's segment decoder."""
 
-    def __init__(self, page: Any, fh: Any, lock: threading.Lock) -> None:
+    def __init__(
+        self,
+        page: Any,
+        fh: Any,
+        lock: threading.Lock,
+        cache: TileCache | None = None,
+        level: int = 0,
+    ) -> None:
         self.page = page
         self.fh = fh
         self.lock = lock
+        self.cache = cache
+        self.key = level  # of the tiles in ``cache``
         self.width = int(page.imagewidth)
         self.height = int(page.imagelength)
         self.samples = int(page.samplesperpixel)
@@ -73,6 +120,15 @@ class PageReader:
         self.dtype = page.dtype
 
     def _segment(self, index: int) -> np.ndarray:
+        if self.cache is None:
+            return self._decode(index)
+        seg = self.cache.get((self.key, index))
+        if seg is None:
+            seg = self._decode(index)
+            self.cache.put((self.key, index), seg)
+        return seg
+
+    def _decode(self, index: int) -> np.ndarray:
         offset = int(self.offsets[index])
         count = int(self.counts[index])
         with self.lock:
@@ -83,7 +139,7 @@ class PageReader:
         try:
             seg, _, _ = self.decode(data, index, jpegtables=self.jpegtables)
         except Exception as exc:  # codecs raise their own kinds for damaged data
-            raise CorruptTileError(index, f"{type(exc).__name__}: {exc}") from exc
+            raise CorruptTileError(index, "its data are damaged") from exc
         if seg is None:
             raise CorruptTileError(index, "the tile is empty")
         return seg.reshape(seg.shape[-3:])  # (length, width, samples)

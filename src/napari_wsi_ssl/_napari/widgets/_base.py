@@ -11,7 +11,6 @@ from typing import Any
 from magicgui.widgets import Container, Label, PushButton
 from qtpy.QtCore import QTimer
 
-from ._annotations import is_slide_layer
 from ._worker import RunController
 
 
@@ -27,25 +26,6 @@ def layer_choices(
         items: list[tuple[str, Any]] = [(optional, None)] if optional is not None else []
         items += [(layer.name, layer) for layer in viewer.layers if predicate(layer)]
         return items
-
-    return choices
-
-
-def image_predicate(layer: Any) -> bool:
-    from napari.layers import Image
-
-    return isinstance(layer, Image)
-
-
-def slide_first(viewer: Any) -> Callable[[Any], list[tuple[str, Any]]]:
-    """Image layers, slide layers first (the likely choice)."""
-
-    def choices(_widget: Any = None) -> list[tuple[str, Any]]:
-        from napari.layers import Image
-
-        layers = [layer for layer in viewer.layers if isinstance(layer, Image)]
-        layers.sort(key=lambda layer: not is_slide_layer(layer))
-        return [(layer.name, layer) for layer in layers]
 
     return choices
 
