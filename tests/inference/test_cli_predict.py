@@ -57,7 +57,12 @@ def test_predict_cli_and_dask_workers_give_identical_stores(
     assert bad[0]["slide"] == str(broken) and "broken.svs" in bad[0]["error"]
     stores = {s["slide"]: s["store"] for s in summary["slides"] if s["store"]}
     a, b = zarr.open(local), zarr.open(stores[str(synthetic.slide)])
-    for name in ("tumour/0", "tumour/1", "nuclei/0", "nuclei/1"):
+    for name in ("nuclei/0", "nuclei/1"):
         np.testing.assert_array_equal(a[name][:], b[name][:])
+    # a dask worker runs torch on one thread, this process on every core: oneDNN splits the
+    # convolutions differently, so a probability may round to the neighbouring uint8 step
+    for name in ("tumour/0", "tumour/1"):
+        diff = np.abs(a[name][:].astype(int) - b[name][:].astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (name, diff.max(), (diff > 0).mean())
     assert a["tumour/0"].shape == (512, 768)  # the region at the checkpoint's 0.5 µm/px
     assert a["tumour/0"][:].any() and a["nuclei/0"][:].max() > 0
