@@ -1,0 +1,39 @@
+"""The fast mode: a slide feature cache, a light head trained on it, its maps and suggestions.
+
+Layer: after ``inference`` (it may import slide, patches, models, training and inference);
+only evaluation, cli, benchmark and _napari import it, and ``inference.predict_slide`` hands it
+head checkpoints.
+
+>>> from napari_wsi_ssl.events import run_to_end
+>>> from napari_wsi_ssl.features import fast_finetune
+>>> result = run_to_end(fast_finetune("slide.tif", labels, 16, "encoder.pt", "out"))  # doctest: +SKIP
+"""
+
+from .cache import FeatureCache, build_cache, build_cache_for, open_cache
+from .config import FeatureConfig, HeadConfig
+from .fast import FastResult, Refiner, fast_finetune, predict_head
+from .head import TrainedHead, is_head_checkpoint, load_head, save_head, train_head
+from .maps import write_head_maps
+from .suggest import Suggestion, suggest_from_store, suggest_regions
+
+__all__ = [
+    "FastResult",
+    "FeatureCache",
+    "FeatureConfig",
+    "HeadConfig",
+    "Refiner",
+    "Suggestion",
+    "TrainedHead",
+    "build_cache",
+    "build_cache_for",
+    "fast_finetune",
+    "is_head_checkpoint",
+    "load_head",
+    "open_cache",
+    "predict_head",
+    "save_head",
+    "suggest_from_store",
+    "suggest_regions",
+    "train_head",
+    "write_head_maps",
+]

@@ -1,0 +1,204 @@
+"""The fast mode's front-end generators: cache, head, map.
+
+- ``Refiner``: one opened cache in memory and the last head; ``refine(labels)`` trains the head
+  (warm-started) and writes the map store, well under a second on a cached slide. A GUI calls it
+  in a worker thread after each stroke.
+- ``fast_finetune``: builds the cache if needed (painted tiles first), then one ``refine``.
+- ``predict_head``: a head checkpoint over any slide, through that slide's cache (built when
+  absent, with the basis the head was trained on).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._digest import file_sha256
+from ..errors import CheckpointError
+from ..events import CancelToken, Log, Progress, StoreReady, TilesDone
+from ..inference.store import slide_fingerprint
+from .cache import FeatureCache, build_cache
+from .config import FeatureConfig, HeadConfig
+from .head import TrainedHead, load_head, save_head, train_head
+from .maps import map_store_path, write_head_maps
+
+Events = Generator[TilesDone | Log | Progress | StoreReady, None, Any]
+
+
+@dataclass
+class FastResult:
+    """What a fast-mode round wrote, and how it did."""
+
+    head: Path
+    store: Path
+    cache: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class Refiner:
+    """Train-and-map rounds over one feature cache, each warm-started from the last."""
+
+    def __init__(
+        self, cache: FeatureCache | str | Path, head_config: HeadConfig = HeadConfig()
+    ) -> None:
+        self.cache = cache if isinstance(cache, FeatureCache) else FeatureCache.open(cache)
+        self.cache.load()
+        self.head_config = head_config
+        import torch
+
+        # the first optimizer of a process imports torch._dynamo (seconds): pay it here, once
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+        self.last: TrainedHead | None = None
+
+    def refine(
+        self,
+        labels: np.ndarray,
+        labels_downsample: float,
+        out_dir: str | Path,
+        class_names: dict[int, str] | None = None,
+        head_path: str | Path | None = None,
+    ) -> FastResult:
+        """Train the head on all ``labels`` so far and write its maps; returns the paths."""
+        t0 = time.perf_counter()
+        head = train_head(
+            self.cache, labels, labels_downsample, self.head_config, class_names, self.last
+        )
+        t1 = time.perf_counter()
+        out_dir = Path(out_dir)
+        name = Path(self.cache.meta["slide"]).name.split(".")[0]
+        head_path = Path(head_path) if head_path else out_dir / f"{name}.head.pt"
+        save_head(head_path, head, self.cache)
+        store, key = map_store_path(out_dir, self.cache, file_sha256(head_path))
+        write_head_maps(self.cache, head, store, key, {"checkpoint": str(head_path)})
+        t2 = time.perf_counter()
+        self.last = head
+        return FastResult(
+            head_path,
+            store,
+            self.cache.path,
+            dict(head.metrics),
+            {"train_s": t1 - t0, "map_s": t2 - t1},
+        )
+
+
+def _painted_box(labels: np.ndarray, ds: float) -> tuple[int, int, int, int] | None:
+    ys, xs = np.nonzero(labels)
+    if len(ys) == 0:
+        return None
+    return (
+        int(ys.min() * ds),
+        int(xs.min() * ds),
+        int((ys.max() + 1) * ds),
+        int((xs.max() + 1) * ds),
+    )
+
+
+def fast_finetune(
+    slide_path: str | Path,
+    labels: np.ndarray,
+    labels_downsample: float,
+    encoder_ckpt: str | Path | None,
+    out: str | Path,
+    config: FeatureConfig = FeatureConfig(),
+    cancel: CancelToken | None = None,
+    *,
+    head_config: HeadConfig = HeadConfig(),
+    cache_dir: str | Path | None = None,
+    class_names: dict[int, str] | None = None,
+    head_path: str | Path | None = None,
+) -> Events:
+    """Fast-mode fine-tuning: the slide's feature cache (built when absent, the tiles under the
+    strokes first), a head trained on the painted ``labels``, and its whole-slide map.
+
+    ``encoder_ckpt`` ``None`` uses colour features only. The head checkpoint and the map store go
+    to ``out`` (a folder); the cache to ``cache_dir`` (default: ``out``). Returns a ``FastResult``.
+    """
+    from ..slide import open_slide
+
+    slide_path = Path(slide_path)
+    out = Path(out)
+    t0 = time.perf_counter()
+    with open_slide(slide_path, mpp=config.slide_mpp) as slide:
+        cache = yield from build_cache(
+            slide,
+            encoder_ckpt,
+            cache_dir or out,
+            config,
+            slide_fingerprint(slide_path),
+            visible_first=_painted_box(labels, labels_downsample),
+            cancel=cancel,
+        )
+    t1 = time.perf_counter()
+    yield Progress(0, 1, message="training the head on the cached features")
+    result = Refiner(cache, head_config).refine(
+        labels, labels_downsample, out, class_names, head_path
+    )
+    result.seconds["cache_s"] = t1 - t0
+    yield Progress(1, 1, metrics={k: v for k, v in result.metrics.items() if isinstance(v, float)})
+    yield StoreReady(result.store)
+    return result
+
+
+def predict_head(
+    slide_path: str | Path,
+    head_ckpt: str | Path,
+    out_dir: str | Path,
+    *,
+    cache_dir: str | Path | None = None,
+    visible_first: tuple[int, int, int, int] | None = None,
+    region: tuple[int, int, int, int] | None = None,
+    cancel: CancelToken | None = None,
+    device: str | None = None,
+    slide_mpp: float | None = None,
+) -> Events:
+    """A head checkpoint's maps of a slide; returns the store's path (like ``predict_slide``).
+
+    The slide's feature cache (in ``cache_dir``, default ``out_dir``) is built where it is
+    missing, with the encoder and basis the head was trained with; ``region`` is ``(x, y, w,
+    h)`` level-0 px.
+    """
+    from dataclasses import replace
+
+    from ..slide import open_slide
+
+    ck = load_head(head_ckpt)
+    enc = ck.encoder_checkpoint
+    if enc is not None:
+        if not Path(enc).is_file():
+            raise CheckpointError(
+                f"needs its encoder checkpoint {enc}, which is missing", head_ckpt
+            )
+        if file_sha256(enc) != ck.encoder_sha256:
+            raise CheckpointError(
+                f"was trained on another version of its encoder {enc}",
+                head_ckpt,
+                "train the head again on this encoder",
+            )
+    fcfg = ck.feature_config
+    if device is not None:
+        fcfg = replace(fcfg, device=device)
+    if slide_mpp is not None:
+        fcfg = replace(fcfg, slide_mpp=slide_mpp)
+    slide_path = Path(slide_path)
+    with open_slide(slide_path, mpp=fcfg.slide_mpp) as slide:
+        cache = yield from build_cache(
+            slide,
+            enc,
+            cache_dir or out_dir,
+            fcfg,
+            slide_fingerprint(slide_path),
+            visible_first=visible_first,
+            region=region,
+            basis=ck.basis,
+            cancel=cancel,
+        )
+    store, key = map_store_path(out_dir, cache, ck.sha256)
+    write_head_maps(cache, ck.head, store, key, {"checkpoint": str(head_ckpt)})
+    yield StoreReady(store)
+    return store
