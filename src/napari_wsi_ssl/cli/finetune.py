@@ -33,7 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--task", choices=[t.value for t in DATA_TASK.values()], help="default: from the data"
     )
-    parser.add_argument("--mode", choices=Mode.values(), default=None)
+    parser.add_argument(
+        "--mode",
+        choices=[*Mode.values(), "fast"],
+        default=None,
+        help="fast: a light head on the slide's feature cache (--scratch: colour features only); "
+        "-o is the head checkpoint, its map store and the cache go beside it",
+    )
     parser.add_argument(
         "--preset",
         default=Preset.UNET_RESNET34.value,
@@ -65,6 +71,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         data = FinetuneData.from_patches(args.patches)
     else:
         data = FinetuneData.from_nuclei(args.nuclei)
+    if args.mode == "fast":
+        return _fast(args, data)
     task = args.task or DATA_TASK[data.kind].value
     mode = args.mode or (Mode.SCRATCH if args.scratch else Mode.FULL).value
     cfg = FinetuneConfig(
@@ -101,3 +109,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
     )
     return summary
+
+
+def _fast(args: argparse.Namespace, data: Any) -> dict[str, Any]:
+    """``--mode fast``: the slide's feature cache, a head on the painted pixels and its map."""
+    from pathlib import Path
+
+    from ..errors import AnnotationError
+    from ..features import FeatureConfig, HeadConfig, fast_finetune
+    from ._progress import drive
+
+    if data.kind != "slide" or data.labels is None:
+        raise AnnotationError("--mode fast needs --slide and --mask", args.output)
+    steps = args.steps or HeadConfig().steps
+    gen = fast_finetune(
+        data.slide,
+        data.labels,
+        data.labels_downsample,
+        None if args.scratch else args.init,
+        Path(args.output).parent,
+        FeatureConfig(mpp=args.mpp, slide_mpp=data.slide_mpp, device=args.device),
+        head_config=HeadConfig(steps=steps, seed=args.seed),
+        head_path=args.output,
+    )
+    result = drive(gen, "finetune")
+    return {
+        "mode": "fast",
+        "checkpoint": str(result.head),
+        "map": str(result.store),
+        "cache": str(result.cache),
+        "validation": result.metrics,
+        "seconds": result.seconds,
+    }

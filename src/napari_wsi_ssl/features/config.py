@@ -59,7 +59,7 @@ class FeatureConfig:
     reduce: str = "pca"
     colour: bool = True
     tile: int = 128
-    margin: int = 96
+    margin: int = 128
     batch_size: int = 1
     read_workers: int = 2
     prefetch_batches: int = 1

@@ -64,6 +64,24 @@ def predict_slide(
     """
     from ..slide import open_slide
 
+    if checkpoint_path is not None and not config.nuclei:
+        from ..features.head import is_head_checkpoint
+
+        if is_head_checkpoint(checkpoint_path):  # the fast mode: a head over the feature cache
+            from ..features import predict_head
+
+            return (
+                yield from predict_head(
+                    slide_path,
+                    checkpoint_path,
+                    out_dir,
+                    visible_first=visible_first,
+                    region=region,
+                    cancel=cancel,
+                    device=config.device,
+                    slide_mpp=config.slide_mpp,
+                )
+            )
     slide_path = Path(slide_path)
     slide = open_slide(slide_path, mpp=config.slide_mpp)
     try:
