@@ -155,6 +155,12 @@ def run_bench(config: BenchConfig) -> Iterator[tuple[str, Figure | dict[str, Any
         yield "train_vs_model", training.bench_training(slide, ckpt, device, config)
     if want("memory"):
         yield "memory", memory.bench_memory(config)
+    if want("refine_latency") or want("feature_cache"):
+        from .features import bench_features
+
+        for fig in bench_features(slide, ckpt, device, config):
+            if want(fig.name):
+                yield fig.name, fig
     yield "env", env
 
 

@@ -15,6 +15,8 @@ FIGURES = (
     "cpu_precision",
     "train_vs_model",
     "memory",
+    "refine_latency",
+    "feature_cache",
 )
 
 

@@ -1,0 +1,225 @@
+"""``refine_latency`` and ``feature_cache``: the fast mode's targets.
+
+- ``refine_latency``: one fast-mode round once the cache exists (head trained on strokes from the
+  synthetic ground truth, whole-slide maps written), against ``predict_slide`` of the same
+  slide with the full UNet. The UNet's time is measured on a central region and extrapolated by
+  its tiles/s to the slide's tissue tiles (the whole slide would take tens of minutes on 2 cores).
+- ``feature_cache``: building the cache (tiles/s, from the first tile on: the basis fit and the
+  tissue mask are one-off; the first window's start-up counts) against the bare encoder (stages up to stride 16) on the same windows
+  preloaded as tensors; and its peak memory at two slide sizes, each in a fresh process.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .core import BenchConfig, Figure
+
+
+def _strokes(slide: Path) -> tuple[np.ndarray, float]:
+    """Stripes of the synthetic ground truth: label 1 on tumour, 2 on other tissue."""
+    from ..synthetic import load_synthetic_slide, read_tissue_mask, read_tumour_mask
+
+    syn = load_synthetic_slide(slide.parent)
+    assert syn is not None, f"{slide} is not a synthetic slide with ground truth"
+    tumour, tissue = read_tumour_mask(syn) > 0, read_tissue_mask(syn) > 0
+    labels = np.where(tumour, 1, np.where(tissue, 2, 0)).astype(np.uint8)
+    strokes = np.zeros_like(labels)
+    strokes[::16] = labels[::16]
+    return strokes, float(syn.gt_downsample)
+
+
+def _feature_config(config: BenchConfig, device: Any, mpp: float) -> Any:
+    from ..features import FeatureConfig
+
+    return FeatureConfig(mpp=mpp, device=str(device), tile=32 if config.quick else 128)
+
+
+def build_timed(slide: Path, ckpt: Path, cache_dir: Path, cfg: Any) -> tuple[Any, dict[str, float]]:
+    """Build a cache; returns it and (tiles, seconds in all, seconds from the first tile on)."""
+    from ..events import Log, TilesDone
+    from ..features import FeatureCache, build_cache_for
+
+    t0 = time.perf_counter()
+    start = None
+    tiles = 0
+    gen = build_cache_for(slide, ckpt, cache_dir, cfg)
+    while True:
+        try:
+            ev = next(gen)
+        except StopIteration as stop:
+            path = stop.value
+            break
+        if isinstance(ev, Log) and " tiles of " in ev.message:  # the basis is fitted
+            start = time.perf_counter()
+        if isinstance(ev, TilesDone) and ev.total:
+            tiles = ev.done
+    end = time.perf_counter()
+    steady = (end - start) if start is not None else 0.0
+    return FeatureCache.open(path), {
+        "tiles": float(tiles),
+        "seconds": end - t0,
+        "rate": tiles / steady if steady > 0 and tiles > 0 else 0.0,
+    }
+
+
+def _encoder_rate(ckpt: Path, cfg: Any, device: Any, rounds: int) -> float:
+    """Windows/s of the bare encoder (to stride 16) on preloaded window tensors."""
+    import torch
+
+    from ..features.extract import Extractor, encode
+    from ..training import autocast_for
+
+    ex = Extractor(ckpt, cfg, device)
+    s = cfg.tile * cfg.stride + 2 * cfg.margin
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand((cfg.batch_size, 3, s, s), generator=gen).to(device)
+    x = x.contiguous(memory_format=torch.channels_last)
+    rates = []
+    with torch.inference_mode(), autocast_for(device):
+        encode(ex.encoder, x, max(cfg.stages))  # warm-up
+        for _ in range(max(2, rounds)):
+            t = time.perf_counter()
+            encode(ex.encoder, x, max(cfg.stages))
+            rates.append(cfg.batch_size / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+
+def _unet_seconds(slide: Path, ckpt: Path, device: Any, config: BenchConfig) -> dict[str, float]:
+    """``predict_slide`` of a central region with the full UNet, extrapolated to the slide."""
+    from ..events import Log, TilesDone
+    from ..inference import PredictConfig, predict_slide
+    from ..inference.tiling import make_grid, tissue_tiles
+    from ..models.checkpoint import read_payload
+    from ..slide import open_slide, tissue_mask
+
+    cfg = PredictConfig(
+        tile_size=config.infer_tile,
+        margin=32 if config.quick else 64,
+        batch_size=config.infer_batch,
+        device=str(device),
+        compile="off",
+    )
+    mpp = read_payload(ckpt)[0]["mpp"]
+    with open_slide(slide) as s:
+        w, h = s.dimensions
+        d = s.downsample_for_mpp(mpp)
+        grid = make_grid(s.dimensions, d, config.infer_tile, cfg.margin or 0)
+        total = len(tissue_tiles(grid, *tissue_mask(s)))
+    side = int(min(w, h) // (2 if config.quick else 4))
+    region = ((w - side) // 2, (h - side) // 2, side, side)
+    out = Path(tempfile.mkdtemp(prefix="bench_unet_", dir=config.work_dir))
+    try:
+        start = None
+        done = 0
+        for ev in predict_slide(slide, ckpt, out, cfg, region=region):
+            if isinstance(ev, Log) and " tiles of " in ev.message:  # the model is loaded
+                start = time.perf_counter()
+            if isinstance(ev, TilesDone) and ev.total:
+                done = ev.done
+        end = time.perf_counter()
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    rate = done / (end - start) if start is not None and done and end > start else float("nan")
+    return {"tiles_per_s": rate, "slide_tiles": float(total), "seconds": total / rate}
+
+
+_CHILD = r"""
+import json, sys, tempfile
+from napari_wsi_ssl.events import run_to_end
+from napari_wsi_ssl.features import FeatureConfig, build_cache_for
+slide, ckpt, work = sys.argv[1:4]
+with tempfile.TemporaryDirectory(dir=work) as out:
+    run_to_end(build_cache_for(slide, ckpt, out, FeatureConfig(mpp=4.0)))
+hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"peak_rss": int(hwm.split()[1]) * 1024}))
+"""
+
+
+def _peak_rss(slide: Path, ckpt: Path, work: Path) -> int:
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(slide), str(ckpt), str(work)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"feature cache memory child failed: {proc.stderr.strip()[-300:]}")
+    return int(json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss"])
+
+
+def bench_features(slide: Path, ckpt: Path, device: Any, config: BenchConfig) -> list[Figure]:
+    """Both figures: the cache is built once, then refined on and compared."""
+    from ..features import Refiner
+    from ..models.checkpoint import read_payload
+    from .fixtures import bench_slide, random_checkpoint
+
+    mpp = float(read_payload(ckpt)[0]["mpp"])
+    cfg = _feature_config(config, device, mpp)
+    cache_dir = Path(tempfile.mkdtemp(prefix="bench_features_", dir=config.work_dir))
+    try:
+        cache, build = build_timed(slide, ckpt, cache_dir, cfg)
+        strokes, ds = _strokes(slide)
+        refiner = Refiner(cache)
+        rounds = []
+        for _ in range(max(1, min(config.rounds, 3))):
+            t = time.perf_counter()
+            result = refiner.refine(strokes, ds, cache_dir)
+            rounds.append(time.perf_counter() - t)
+        refine_s = statistics.median(rounds)
+        unet = _unet_seconds(slide, ckpt, device, config)
+        encoder = _encoder_rate(ckpt, cfg, device, config.rounds)
+    finally:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    refine = Figure(
+        "refine_latency",
+        refine_s,
+        unet["seconds"],
+        "s",
+        "< 5 s, ratio <= 0.05 (>= 20x faster than the full UNet)",
+        higher_is_better=False,
+        extra={
+            "speedup": unet["seconds"] / refine_s,
+            "rounds_s": rounds,
+            "train_s": result.seconds["train_s"],
+            "map_s": result.seconds["map_s"],
+            "feature_px": list(cache.grid.shape),
+            "channels": cache.channels,
+            "val_balanced_accuracy": result.metrics.get("val_balanced_accuracy"),
+            "unet": {**unet, "extrapolated_from": "a central quarter-side region"},
+            "cache_build_s": build["seconds"],
+        },
+    )
+    small, large = config.memory_sizes
+    mem_ckpt = random_checkpoint(config.work_dir / "bench_memory_model.pt", width=8, mpp=4.0)
+    peaks = [
+        _peak_rss(bench_slide(config.work_dir, n), mem_ckpt, config.work_dir)
+        for n in (small, large)
+    ]
+    cache_fig = Figure(
+        "feature_cache",
+        build["rate"],
+        encoder,
+        "windows/s",
+        ">= 0.8; peak memory ratio (large / small slide) <= 1.3",
+        extra={
+            "window_px": cfg.tile * cfg.stride + 2 * cfg.margin,
+            "tiles": build["tiles"],
+            "build_s": build["seconds"],
+            "memory_sizes": [small, large],
+            "peak_rss_bytes": peaks,
+            "memory_ratio": peaks[1] / peaks[0],
+            "memory_model": "width 8 at 4 um/px",
+        },
+    )
+    return [refine, cache_fig]
