@@ -156,7 +156,7 @@ def predict_head(
     cancel: CancelToken | None = None,
     device: str | None = None,
     slide_mpp: float | None = None,
-) -> Events:
+) -> Generator[TilesDone | Log | StoreReady, None, Path]:
     """A head checkpoint's maps of a slide; returns the store's path (like ``predict_slide``).
 
     The slide's feature cache (in ``cache_dir``, default ``out_dir``) is built where it is
