@@ -27,6 +27,9 @@ from .config import FeatureConfig, HeadConfig
 from .head import TrainedHead, load_head, save_head, train_head
 from .maps import map_store_path, write_head_maps
 
+#: Caches up to this size (bytes) are held in memory between rounds. H x W x C x 2 bytes: 50
+#: channels at stride 8 over 25,000 working pixels a side are 1 GB, over 50,000 are 3.9 GB.
+MAX_IN_MEMORY = 2 * 2**30
 Events = Generator[TilesDone | Log | Progress | StoreReady, None, Any]
 
 
@@ -48,7 +51,8 @@ class Refiner:
         self, cache: FeatureCache | str | Path, head_config: HeadConfig = HeadConfig()
     ) -> None:
         self.cache = cache if isinstance(cache, FeatureCache) else FeatureCache.open(cache)
-        self.cache.load()
+        if self.cache.features.nbytes <= MAX_IN_MEMORY:
+            self.cache.load()  # else every round reads the chunks again
         self.head_config = head_config
         import torch
 
