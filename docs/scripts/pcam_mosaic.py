@@ -117,6 +117,7 @@ def main() -> None:
     ap.add_argument("--runs", nargs="+", default=["colour", "untrained"])
     ap.add_argument("--head", default="linear", choices=["linear", "mlp"])
     ap.add_argument("--stride", type=int, default=8)
+    ap.add_argument("--no-colour", action="store_true", help="encoder channels only")
     args = ap.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -137,7 +138,9 @@ def main() -> None:
     results = {}
     for run in args.runs:
         enc = encoder_for(run, out)
-        cfg = FeatureConfig(mpp=MPP, stride=args.stride, tissue_only=False)
+        cfg = FeatureConfig(
+            mpp=MPP, stride=args.stride, tissue_only=False, colour=not args.no_colour
+        )
         opt = run.partition("@")[2]
         if opt:
             kind = "pca" if opt.startswith("pca") else "random"
@@ -175,6 +178,7 @@ def main() -> None:
             "channels": cfg.channels,
             "reduce": cfg.reduce,
             "stride": cfg.stride,
+            "colour": cfg.colour,
         }
         print(run, json.dumps(results[run]), flush=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))

@@ -11,7 +11,7 @@ import torch
 import zarr
 from features_helpers import dice, stripe_strokes
 
-from napari_wsi_ssl.errors import AnnotationError
+from napari_wsi_ssl.errors import AnnotationError, CheckpointError
 from napari_wsi_ssl.events import StoreReady, TilesDone, run_to_end
 from napari_wsi_ssl.features import (
     FeatureCache,
@@ -123,4 +123,8 @@ def test_fast_finetune_checkpoint_and_predict_slide(
     np.testing.assert_array_equal(zarr.open_group(str(store), mode="r")["tumour"]["0"][:], first)
     root = zarr.open_group(str(store), mode="r")
     assert set(root.group_keys()) == {"tumour", "uncertainty"}
+    with pytest.raises(CheckpointError, match="tumour map only"):
+        run_to_end(
+            predict_slide(synthetic.slide, result.head, tmp_path, PredictConfig(nuclei=True))
+        )
     assert root["tumour"].attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"]

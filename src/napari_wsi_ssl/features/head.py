@@ -288,13 +288,15 @@ class HeadCheckpoint:
 
 
 def is_head_checkpoint(path: str | Path) -> bool:
-    """Whether ``path`` is a head checkpoint (``False`` for model checkpoints and non-files)."""
-    from ..models.checkpoint import read_payload
+    """Whether ``path`` is a head checkpoint (``False`` for model checkpoints and non-files).
 
+    Cheap: the file is memory-mapped and not hashed, so a model checkpoint costs milliseconds.
+    """
     try:
-        return read_payload(path)[0].get("task") == TASK
-    except CheckpointError:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - not a file, not a torch file: not a head
         return False
+    return isinstance(payload, dict) and payload.get("task") == TASK
 
 
 def load_head(path: str | Path) -> HeadCheckpoint:

@@ -64,11 +64,18 @@ def predict_slide(
     """
     from ..slide import open_slide
 
-    if checkpoint_path is not None and not config.nuclei:
+    if checkpoint_path is not None:
         from ..features.head import is_head_checkpoint
 
         if is_head_checkpoint(checkpoint_path):  # the fast mode: a head over the feature cache
             from ..features import predict_head
+
+            if config.nuclei:
+                raise CheckpointError(
+                    "is a fast-mode head: it gives the tumour map only",
+                    checkpoint_path,
+                    "predict nuclei in a call of their own",
+                )
 
             return (
                 yield from predict_head(
