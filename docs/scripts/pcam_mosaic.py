@@ -162,12 +162,20 @@ def main() -> None:
         store = run_to_end(predict_head(mosaics["test"][0], res.head, work / "test"))
         t2 = time.perf_counter()
         truth = mosaics["test"][1].ravel()
-        auc = float(roc_auc_score(truth, patch_scores(store, args.side).ravel()))
+        scores = patch_scores(store, args.side).ravel()
+        auc = float(roc_auc_score(truth, scores))
+        boot = np.random.default_rng(1)
+        aucs = []
+        for _ in range(1000):  # bootstrap over test patches: a 95 % interval
+            i = boot.integers(0, len(truth), len(truth))
+            if 0 < truth[i].sum() < len(i):
+                aucs.append(roc_auc_score(truth[i], scores[i]))
         paint_auc = float(
             roc_auc_score(mosaics["paint"][1].ravel(), patch_scores(res.store, args.side).ravel())
         )
         results[run] = {
             "auc_test": auc,
+            "auc_test_95": [float(np.percentile(aucs, 2.5)), float(np.percentile(aucs, 97.5))],
             "auc_paint": paint_auc,
             "val_balanced_accuracy": res.metrics.get("val_balanced_accuracy"),
             "cache_paint_s": res.seconds["cache_s"],
