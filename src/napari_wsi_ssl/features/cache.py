@@ -27,6 +27,7 @@ import numpy as np
 from .._digest import file_sha256
 from ..errors import WsiSslError
 from ..events import CancelToken, Log, TilesDone
+from ..geometry import Rect
 from ..inference.runner import choose_device, run_tiles
 from ..inference.store import ATTR, hash_key, slide_fingerprint
 from ..inference.tiling import Box, TileGrid, make_grid, order_tiles, tissue_tiles
@@ -271,17 +272,18 @@ def build_cache(
     fingerprint: dict[str, Any],
     *,
     visible_first: Box | None = None,
-    region: tuple[int, int, int, int] | None = None,
+    region: Rect | tuple[int, int, int, int] | None = None,
     mask: tuple[np.ndarray, float] | None = None,
     basis: Basis | None = None,
     cancel: CancelToken | None = None,
 ) -> Generator[TilesDone | Log, None, FeatureCache]:
     """Compute the missing tissue tiles of a slide's feature cache; return the opened cache.
 
-    ``visible_first`` is a level-0 box ``(y0, x0, y1, x1)`` whose tiles come first; with
-    ``region`` (``(x, y, w, h)`` level-0 px, as ``predict_slide`` takes it) only the tiles
-    meeting it are computed now (the cache is complete only when every tissue tile is). ``basis``: see ``open_cache``. On cancel, the
-    finished tiles stay and ``CancelledError`` is raised.
+    ``visible_first`` is a level-0 box ``(y0, x0, y1, x1)`` whose tiles come first. With
+    ``region`` (a ``Rect`` or ``(x, y, w, h)`` level-0 px, as ``predict_slide`` takes it) only
+    the tiles meeting it are computed now (the cache is complete only when every tissue tile
+    is). ``basis``: see ``open_cache``. On cancel, the finished tiles stay and
+    ``CancelledError`` is raised.
     """
     cache = open_cache(slide, checkpoint, cache_dir, config, fingerprint, basis)
     if cache.complete:
@@ -293,8 +295,9 @@ def build_cache(
         mask = tissue_mask(slide)
     wanted = tissue_tiles(cache.grid, *(mask if mask is not None else (None, 1.0)))
     if region is not None:
-        x, y, w, h = region
-        wanted &= cache.tiles_of_level0((y, x, y + h, x + w))
+        rect = Rect.coerce(region)
+        assert rect is not None
+        wanted &= cache.tiles_of_level0(rect.yx_box)
     todo = wanted - cache.done_tiles()
     if not todo:
         if region is None:

@@ -21,6 +21,7 @@ import numpy as np
 from .._digest import file_sha256
 from ..errors import CheckpointError
 from ..events import CancelToken, Log, Progress, StoreReady, TilesDone
+from ..geometry import Rect
 from ..inference.store import slide_fingerprint
 from .cache import FeatureCache, build_cache
 from .config import FeatureConfig, HeadConfig
@@ -156,7 +157,7 @@ def predict_head(
     *,
     cache_dir: str | Path | None = None,
     visible_first: tuple[int, int, int, int] | None = None,
-    region: tuple[int, int, int, int] | None = None,
+    region: Rect | tuple[int, int, int, int] | None = None,
     cancel: CancelToken | None = None,
     device: str | None = None,
     slide_mpp: float | None = None,
@@ -164,8 +165,8 @@ def predict_head(
     """A head checkpoint's maps of a slide; returns the store's path (like ``predict_slide``).
 
     The slide's feature cache (in ``cache_dir``, default ``out_dir``) is built where it is
-    missing, with the encoder and basis the head was trained with; ``region`` is ``(x, y, w,
-    h)`` level-0 px.
+    missing, with the encoder and basis the head was trained with; ``region`` is a ``Rect``
+    or ``(x, y, w, h)`` level-0 px.
     """
     from dataclasses import replace
 
