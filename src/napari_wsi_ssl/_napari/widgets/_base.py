@@ -11,6 +11,7 @@ from typing import Any
 
 from magicgui.widgets import Container, Label, ProgressBar, PushButton
 from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QDockWidget, QMainWindow, QWidget
 
 from ._session import Session, session_of
 from ._worker import Outcome, RunController
@@ -50,6 +51,8 @@ def preload_compute() -> None:
 
 #: Shortest interval between two updates of a dock's running status line, in seconds.
 STATUS_INTERVAL_S = 0.25
+#: The object name of every dock's widget, by which docks find each other in the window.
+DOCK_NAME = "napari-wsi-ssl-dock"
 #: While a run gives no news for this long, its status line counts the seconds (in ms).
 QUIET_TICK_MS = 1000
 
@@ -65,6 +68,7 @@ class DockBase(Container):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(labels=True)
+        self.native.setObjectName(DOCK_NAME)
         self._viewer = napari_viewer
         self.session: Session = session_of(napari_viewer)
         self._runner = RunController(
@@ -90,11 +94,18 @@ class DockBase(Container):
         events = napari_viewer.layers.events
         for name in ("inserted", "removed", "moved"):
             getattr(events, name).connect(self._on_layers_changed)
+        # once napari has put this dock in the window (the next turn of the event loop)
+        QTimer.singleShot(0, self._tabify)
 
     @property
     def runner(self) -> RunController:
         """The controller of this dock's long runs (``runner.sync = True`` runs them inline)."""
         return self._runner
+
+    def _tabify(self) -> None:
+        """Stack this dock as a tab over the plugin's other docks in the same area."""
+        with contextlib.suppress(RuntimeError):  # closed before the event loop turned
+            tabify_with_siblings(self.native)
 
     # -- events ---------------------------------------------------------------------------
     def _on_layers_changed(self, *_: Any) -> None:
@@ -121,7 +132,8 @@ class DockBase(Container):
             self._progress.native.setRange(0, 1)
             self._progress.native.setValue(0)
             self._progress.native.setFormat("starting")
-            self._progress.visible = True
+            if self._progress.native.parent() is not None:  # in the dock's layout
+                self._progress.visible = True
             self.set_status("running…")
             self._quiet.start()
             return
@@ -172,6 +184,33 @@ class DockBase(Container):
         if self._pending_status is not None:
             with contextlib.suppress(RuntimeError):
                 self.set_status(self._pending_status)
+
+
+def tabify_with_siblings(widget: QWidget) -> None:
+    """Put the dock holding ``widget`` in a tab with the plugin's docks in its area, and show it.
+
+    napari stacks docks one under the other; five of them make the window taller than most
+    screens. As tabs, the window keeps its size and each dock is one click away.
+    """
+    dock = widget.parentWidget()
+    while dock is not None and not isinstance(dock, QDockWidget):
+        dock = dock.parentWidget()
+    main = dock.parentWidget() if dock is not None else None
+    if dock is None or not isinstance(main, QMainWindow) or dock.isFloating():
+        return
+    area = main.dockWidgetArea(dock)
+    for other in main.findChildren(QDockWidget):
+        if (
+            other is not dock
+            and not other.isFloating()
+            and not other.isHidden()
+            and main.dockWidgetArea(other) == area
+            and other.findChild(QWidget, DOCK_NAME) is not None
+        ):
+            main.tabifyDockWidget(other, dock)
+            dock.show()
+            dock.raise_()
+            return
 
 
 def ended_status(outcome: Outcome) -> str:
