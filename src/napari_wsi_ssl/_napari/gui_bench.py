@@ -32,7 +32,12 @@ def _run_loop(until: Any, timeout_s: float) -> None:
     end = time.monotonic() + timeout_s
     check = QTimer()
     check.setInterval(20)
-    check.timeout.connect(lambda: (until() or time.monotonic() > end) and loop.quit())
+
+    def tick() -> None:
+        if until() or time.monotonic() > end:
+            loop.quit()
+
+    check.timeout.connect(tick)
     check.start()
     loop.exec()
     check.stop()
