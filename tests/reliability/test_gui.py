@@ -185,3 +185,36 @@ def test_cancelling_before_anything_is_done_adds_no_layer(
     assert outcome.cancelled and "after 0 of" in str(outcome.error), outcome.error
     assert "cancelled" in dock._status.value
     assert [layer.name for layer in viewer.layers] == [slide.name], "no empty Nuclei layer"
+
+
+def test_a_map_with_no_pixel_above_the_threshold_says_so(
+    make_napari_viewer: Any, qtbot: Any, small_slide, tmp_path: Path
+) -> None:
+    import torch
+
+    from napari_wsi_ssl.models import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model("unet-resnet34", "segment", num_classes=2, width=8)
+    with torch.no_grad():  # a model sure that nothing is tumour: p(tumour) about 0.05
+        model.seg_head.weight.zero_()
+        model.seg_head.bias.copy_(torch.tensor([1.5, -1.5]))
+    ckpt = save_checkpoint(
+        tmp_path / "timid.pt",
+        model.eval(),
+        mpp=2.0,
+        patch_size=32,
+        class_names=["background", "tumour"],
+    )
+    viewer = make_napari_viewer()
+    slide = _open(viewer, small_slide.slide)
+    _, dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Predict")
+    dock.set_fields(slide=slide, checkpoint=ckpt, cache=tmp_path / "cache", tile=128)
+    qtbot.mouseClick(dock.predict_button.native, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not dock.runner.running, timeout=120_000)
+    assert dock.runner.last_outcome.ok, dock.runner.last_outcome.error
+    status = dock._status.value
+    assert "no pixel of the map reaches 0.5" in status and "Train longer" in status, status
+    prob = dock.display.layers["Metastasis probability"]
+    low, high = prob.contrast_limits
+    assert low == 0.0 and 0.03 < high < 0.08, "the display is stretched to the map's range"

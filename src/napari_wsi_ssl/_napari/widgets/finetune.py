@@ -9,12 +9,9 @@ Cancel, the part of the slide on screen mapped first.
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from magicgui.types import FileDialogMode
 from magicgui.widgets import (
     CheckBox,
@@ -26,91 +23,35 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.layers import Labels, Shapes
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from ...errors import AnnotationError, WsiSslError
-from ...events import CancelToken, Preview, Progress, StoreReady, TilesDone
-from ...inference.interactive import CheckpointSaved, FinetunedMap, finetune_then_predict
+from ...events import Preview, Progress, StoreReady, TilesDone
+from ...inference.interactive import CheckpointSaved, FinetunedMap
 from ._annotations import (
+    annotate_slide,
     is_slide_layer,
-    new_annotation_layer,
     read_painted,
-    region_box,
+    region_xywh,
     require_slide_path,
     slide_geometry,
-    slide_layers,
 )
 from ._base import DockBase, layer_choices, optional_path, preload_compute
+from ._finetune_run import FAST_PATCHES, FinetuneRequest, finetune_run
 from ._plot import CurveCanvas, ImageStrip, plot_progress
 from ._worker import Outcome
-from .predict import PredictionDisplay, PredictRequest, predict_request
-from .pretrain import BUDGET_UNITS, budget_fields
+from .predict import PredictionDisplay, predict_request
+from .pretrain import BUDGET_UNITS
 
 TASKS = ("segment", "classify", "nuclei")
 MODES = {"fast (frozen encoder)": "frozen-encoder", "full": "full", "from scratch": "scratch"}
 #: Defaults of the fast mode: a usable map of a painted slide in about a minute on a laptop CPU.
 #: (64 patches of 64 px, 3 epochs: about a minute for training and map on a 2-core CPU.)
-FAST_PATCHES = 64
 FAST_PATCH_SIZE = 64
 FAST_EPOCHS = 3
 FAST_BATCH = 8
-
-
-@dataclass(frozen=True)
-class FinetuneRequest:
-    """Everything a fine-tuning run needs, as plain values."""
-
-    task: str
-    mode: str
-    init: Path | None
-    out: Path
-    budget: float
-    budget_unit: str
-    patch_size: int | None
-    batch_size: int
-    num_patches: int = FAST_PATCHES
-    slide: Path | None = None
-    labels: np.ndarray | None = None
-    labels_downsample: float = 1.0
-    region_xywh: tuple[int, int, int, int] | None = None
-    folder: Path | None = None
-    then_map: PredictRequest | None = None
-
-
-def finetune_run(
-    request: FinetuneRequest, cancel: CancelToken
-) -> Generator[Any, None, FinetunedMap]:
-    """The one generator of a fine-tuning run: training, then the map when ``then_map``."""
-    from ...training import FinetuneConfig, FinetuneData
-
-    if request.task == "segment":
-        assert request.slide is not None and request.labels is not None
-        data = FinetuneData.from_arrays(
-            request.slide, request.labels, request.labels_downsample, region=request.region_xywh
-        )
-    elif request.folder is None:
-        raise WsiSslError(
-            f"task {request.task!r} learns from a folder",
-            hint="choose the folder of labelled images",
-        )
-    elif request.task == "classify":
-        data = FinetuneData.from_patches(request.folder)
-    else:
-        data = FinetuneData.from_nuclei(request.folder)
-    config = FinetuneConfig(
-        task=request.task,
-        mode=request.mode,
-        patch_size=request.patch_size,
-        batch_size=request.batch_size,
-        num_patches=request.num_patches,
-        preview_every=10,
-        **budget_fields(request.budget, request.budget_unit),
-    )
-    plan = request.then_map.plan if request.then_map is not None else None
-    result: FinetunedMap = yield from finetune_then_predict(
-        data, config, request.out, init=request.init, plan=plan, cancel=cancel
-    )
-    return result
+#: Validation accuracy below which a two-class model is called no better than chance.
+CHANCE_MARGIN = 0.6
 
 
 class FinetuneWidget(DockBase):
@@ -222,6 +163,7 @@ class FinetuneWidget(DockBase):
         self.display = PredictionDisplay(napari_viewer, self._runner)
         self.last_checkpoint: Path | None = None
         self.cache_dir = self.session.prediction_dir
+        self._val_acc: float | None = None
         self.reset_choices()
         self._on_task()
 
@@ -313,8 +255,7 @@ class FinetuneWidget(DockBase):
             )
         slide = slide_geometry(slide_layer)
         painted = read_painted(labels_layer, slide)
-        box = region_box(self._region.value, slide)
-        region = None if box is None else (box[0], box[1], box[2] - box[0], box[3] - box[1])
+        region = region_xywh(self._region.value, slide)
         then_map = None
         if self._predict_after.value:
             # the same request the Predict dock makes: the part of the slide on screen first
@@ -338,6 +279,7 @@ class FinetuneWidget(DockBase):
             self.set_status(str(exc))
             return
         self._curves.clear()
+        self._val_acc = None
         if request.then_map is not None:
             self.display.begin(request.then_map)
         self._runner.start(
@@ -347,6 +289,8 @@ class FinetuneWidget(DockBase):
     def _on_event(self, event: Any) -> None:
         if isinstance(event, Progress):
             plot_progress(self._curves, event, metrics_axes="validation")
+            if "val_acc" in event.metrics:
+                self._val_acc = float(event.metrics["val_acc"])
             if event.loss is not None:
                 total = f"/{event.total}" if event.total else ""
                 self.set_progress_status(f"step {event.step}{total}, loss {event.loss:.4f}")
@@ -369,26 +313,34 @@ class FinetuneWidget(DockBase):
         result = outcome.value
         if isinstance(result, FinetunedMap):
             self._remember(result.checkpoint)
-        self.display.finish(outcome)
+        weak = self.display.finish(outcome)
         if not outcome.ok:
             return  # the status line says cancelled or failed
         assert isinstance(result, FinetunedMap)
+        warnings = [w for w in (self._chance_warning(), weak) if w is not None]
+        if warnings:
+            self.set_status(f"done in {outcome.seconds:.0f} s; " + " ".join(warnings))
+            show_warning(" ".join(warnings))
+            return
         where = f"; map cached in {result.store}" if result.store is not None else ""
         self.set_status(f"done in {outcome.seconds:.0f} s; checkpoint: {result.checkpoint}{where}")
         shown = "; the map is shown" if self.display.layers else ""
         show_info(f"Fine-tuning finished: {result.checkpoint}{shown}")
 
+    def _chance_warning(self) -> str | None:
+        """A plain word when validation ended no better than guessing between two classes."""
+        acc = self._val_acc
+        if acc is None or acc >= CHANCE_MARGIN:
+            return None
+        return (
+            f"Validation accuracy {acc:.2f} is at chance: the model has not learnt to tell the "
+            "classes apart yet. Train longer, paint more of both classes, or use a GPU."
+        )
+
     def _on_new_annotation(self, *_: Any) -> None:
-        slide = self._image.value
-        if slide is None:
-            layers = slide_layers(self._viewer)
-            slide = layers[0] if layers else None
-        if slide is None:
-            show_error("Open a slide first: the annotation layer is laid over it.")
-            return
         try:
-            layer = new_annotation_layer(
-                self._viewer, slide, downsample=int(self._annotate_downsample.value) or None
+            layer = annotate_slide(
+                self._viewer, self._image.value, int(self._annotate_downsample.value) or None
             )
         except WsiSslError as exc:
             show_error(str(exc))

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from magicgui.types import FileDialogMode
 from magicgui.widgets import ComboBox, FileEdit, PushButton
 from napari.layers import Shapes
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from ...errors import WsiSslError
 from ...events import CancelToken, StoreReady, TilesDone
@@ -26,17 +27,21 @@ from ...inference.interactive import MapPlan
 from ._annotations import (
     SlideGeometry,
     is_slide_layer,
-    region_box,
+    region_xywh,
     require_slide_path,
     slide_geometry,
 )
 from ._base import DockBase, layer_choices, optional_path, preload_compute
-from ._layers import refresh_layers, show_store, visible_box_level0
+from ._layers import PROBABILITY, refresh_layers, show_store, visible_box_level0
 from ._worker import Outcome, RunController
 
 NUCLEI_CHOICES = ("none", "classical", "model")
 #: Shortest interval between two layer refreshes while tiles come in, in seconds.
 REFRESH_INTERVAL_S = 0.5
+#: The probability a map must reach somewhere for its display and its export to show anything.
+THRESHOLD = 0.5
+#: Largest level (pixels) read to find a finished map's highest probability on the GUI thread.
+PEAK_LEVEL_PIXELS = 1 << 20
 #: Pause between adding the map layers hidden and showing them, so that the event loop runs
 #: (input, repaints) in between, in milliseconds.
 REVEAL_DELAY_MS = 50
@@ -64,8 +69,7 @@ def predict_request(
     """The request to map ``slide_layer``: the part of it on screen first, only inside
     ``region_layer``'s rectangles when given (raises WsiSslError for a region off the slide)."""
     slide = slide_geometry(slide_layer)
-    box = region_box(region_layer, slide)
-    region = None if box is None else (box[0], box[1], box[2] - box[0], box[3] - box[1])
+    region = region_xywh(region_layer, slide)
     config = PredictConfig(
         tile_size=tile_size,
         nuclei=nuclei != "none",
@@ -97,6 +101,7 @@ class PredictionDisplay:
         self.layers: dict[str, Any] = {}
         self._request: PredictRequest | None = None
         self._last_refresh = 0.0
+        self.last_warning: str | None = None
 
     def begin(self, request: PredictRequest) -> None:
         """Follow the prediction of ``request`` (its events go to :meth:`handle`)."""
@@ -109,7 +114,7 @@ class PredictionDisplay:
         self.begin(request)
 
         def done(outcome: Outcome) -> None:
-            self.finish(outcome)
+            self.last_warning = self.finish(outcome)
             if on_done is not None:
                 on_done(outcome)
 
@@ -117,14 +122,36 @@ class PredictionDisplay:
             lambda token: predict_run(request, token), "Predicting", on_done=done
         )
 
-    def finish(self, outcome: Outcome) -> None:
-        """At the end of the run: show the store (complete now), unless nothing was computed."""
+    def finish(self, outcome: Outcome) -> str | None:
+        """At the end of the run: show the store (complete now), unless nothing was computed.
+
+        Returns a plain warning when the map never reaches ``THRESHOLD`` (its display is then
+        stretched to its own range, so that it is visible at all), else ``None``.
+        """
         value = outcome.value
         store = getattr(value, "store", value)
         if store is not None:
             self.store = Path(store)
         if outcome.ok or self.layers:
             self._attach()
+        return self._weak_map_warning() if outcome.ok else None
+
+    def _weak_map_warning(self) -> str | None:
+        layer = self.layers.get(PROBABILITY)
+        if layer is None:
+            return None
+        levels = layer.data if layer.multiscale else [layer.data]
+        level = next((a for a in levels if a.size <= PEAK_LEVEL_PIXELS), levels[-1])
+        peak = float(np.max(np.asarray(level)))
+        if peak >= THRESHOLD:
+            return None
+        layer.contrast_limits = (0.0, max(peak, 1.0 / 255.0))
+        return (
+            f"no pixel of the map reaches {THRESHOLD} (highest {peak:.2f}): the model is not "
+            "sure of any tumour here; the display is stretched to 0-"
+            f"{max(peak, 1.0 / 255.0):.2f}. Train longer, paint more (both classes), or use a "
+            "bigger budget or a GPU."
+        )
 
     def handle(self, event: Any) -> None:
         """Show the store once its first tiles are written; refresh its layers as more finish."""
@@ -289,6 +316,11 @@ class PredictWidget(DockBase):
             self.set_progress_status(f"predicting: {event.done}/{event.total} tiles")
 
     def _on_done(self, outcome: Outcome) -> None:
+        weak = self.display.last_warning
         if outcome.ok and self.display.store is not None:
             self.set_status(f"done in {outcome.seconds:.0f} s; cached in {self.display.store}")
+            if weak is not None:
+                self.set_status(f"done in {outcome.seconds:.0f} s; {weak}")
+                show_warning(weak)
+                return
             show_info(f"Prediction finished: {', '.join(self.display.layers)}")
