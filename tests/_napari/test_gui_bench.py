@@ -11,7 +11,7 @@ import pytest
 
 from napari_wsi_ssl.cli import main
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 
 def test_gui_vs_cli_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
