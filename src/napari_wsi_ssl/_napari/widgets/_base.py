@@ -160,7 +160,8 @@ class DockBase(Container):
             return
         if time.monotonic() - self._status_time >= QUIET_TICK_MS / 1000:
             seconds = time.monotonic() - self._run_start
-            self._status.value = f"{self._quiet_text} ({seconds:.0f} s)"
+            with contextlib.suppress(RuntimeError):  # the viewer closed while a run went
+                self._status.value = f"{self._quiet_text} ({seconds:.0f} s)"
 
     def set_status(self, text: str) -> None:
         self._pending_status = None
