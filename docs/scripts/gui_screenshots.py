@@ -81,7 +81,8 @@ def main(argv: list[str]) -> int:
     pretrain.pretrain_button.native.click()
     _shot(viewer, "pretrain")
 
-    pretrain.annotation_button.native.click()
+    finetune = _dock(viewer, "Fine-tune")
+    finetune.annotation_button.native.click()
     annotations = viewer.layers["annotations"]
     gt = read_tumour_mask(syn)
     rows = np.clip(
@@ -115,7 +116,6 @@ def main(argv: list[str]) -> int:
     annotations.selected_label = 1
     _shot(viewer, "annotate")
 
-    finetune = _dock(viewer, "Fine-tune")
     finetune.cache_dir = tmp / "cache"
     finetune.set_fields(
         slide=slide,

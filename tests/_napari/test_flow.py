@@ -14,6 +14,7 @@ import tifffile
 from gui_helpers import click, open_dock, open_slide_layer, paint_classes, wait_idle
 from qtpy.QtCore import QTimer
 
+from napari_wsi_ssl._napari.widgets._layers import visible_box_level0
 from napari_wsi_ssl.export import read_geojson_mask
 from napari_wsi_ssl.synthetic import read_tumour_mask
 
@@ -71,7 +72,7 @@ def _pretrain(
 
 
 def _annotate(viewer: Any, qtbot: Any, slide: Any, tumour_on_grid: Any) -> Any:
-    dock = open_dock(viewer, "Pretrain")
+    dock = open_dock(viewer, "Fine-tune")
     click(qtbot, dock.annotation_button)
     layer = viewer.layers["annotations"]
     assert layer.mode == "paint" and layer.selected_label == 1
@@ -80,9 +81,18 @@ def _annotate(viewer: Any, qtbot: Any, slide: Any, tumour_on_grid: Any) -> Any:
     return layer
 
 
+def _intersects(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Whether two (y0, x0, y1, x1) boxes overlap."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
 def _finetune(
     viewer: Any, qtbot: Any, slide: Any, ann: Any, init: Path, out: Path, cache: Path, steps: int
 ) -> Any:
+    from napari.utils import progress
+
+    from napari_wsi_ssl.events import TilesDone
+
     dock = open_dock(viewer, "Fine-tune")
     dock.cache_dir = cache
     dock.set_fields(
@@ -96,16 +106,53 @@ def _finetune(
         batch_size=8,
         out=out,
     )
+    # look at one corner of the slide (in a shown window, which draws it): the map must start there
+    viewer.window.show()
+    h, w = slide.data[0].shape[:2]
+    viewer.reset_view()
+    viewer.camera.center = slide.data_to_world((h // 8, w // 8))
+    viewer.camera.zoom = viewer.camera.zoom * 6
+    qtbot.waitUntil(lambda: visible_box_level0(slide) != (0, 0, h, w), timeout=5000)
+    view = visible_box_level0(slide)
+    assert view is not None and (view[2] - view[0]) * (view[3] - view[1]) < h * w / 4, view
+    tiles: list[tuple[int, ...]] = []
+    bars: list[str] = []
+    napari_bars: list[int] = []
+    runner = dock.runner
+    on_event, on_bar = runner.on_event, runner.on_bar
+
+    def seen_event(event: Any) -> None:
+        if isinstance(event, TilesDone):
+            tiles.extend(tuple(b) for b in event.boxes)
+        napari_bars.append(len(progress._all_instances))
+        on_event(event)
+
+    def seen_bar(done: int, total: Any, what: str) -> None:
+        bars.append(what)
+        on_bar(done, total, what)
+
+    runner.on_event, runner.on_bar = seen_event, seen_bar
     click(qtbot, dock.finetune_button)
     assert dock.runner.running or dock.runner.sync
     qtbot.waitUntil(
         lambda: "Metastasis probability" in viewer.layers and not dock.runner.running,
         timeout=180_000,
     )
+    runner.on_event, runner.on_bar = on_event, on_bar
     outcome = dock.runner.last_outcome
     assert outcome.ok, outcome.error
     assert dock.last_checkpoint == out and out.is_file()
     assert dock.curves.series[("loss", "train")][0], "a loss curve was drawn"
+    # one run, one progress bar: the dock's own went from training steps to map tiles, and
+    # napari's activity dock (whose animated indicator slows everything) was never used
+    assert "steps" in bars and "tiles" in bars and bars.index("tiles") > bars.index("steps")
+    assert max(napari_bars) == 0
+    assert "done in" in dock._status.value
+    # the map was computed visible-region-first: the tiles under the view came before the rest
+    assert tiles, "the map was computed"
+    first = [_intersects(t, view) for t in tiles]
+    k = sum(first)
+    assert 0 < k < len(tiles) and all(first[:k]), first
     return dock
 
 
@@ -210,11 +257,9 @@ def test_finetune_refuses_bad_annotations(
     viewer: Any, qtbot: Any, synthetic: Any, tmp_path: Path
 ) -> None:
     slide = open_slide_layer(viewer, synthetic.slide)
-    open_dock(viewer, "Pretrain")
-    dock = open_dock(viewer, "Pretrain")
-    click(qtbot, dock.annotation_button)
-    ann = viewer.layers["annotations"]
     ft = open_dock(viewer, "Fine-tune")
+    click(qtbot, ft.annotation_button)
+    ann = viewer.layers["annotations"]
     ft.set_fields(slide=slide, annotations=ann, mode="from scratch", out=tmp_path / "x.pt")
     click(qtbot, ft.finetune_button)
     assert not ft.runner.running and "no painted pixels" in ft._status.value
@@ -228,7 +273,7 @@ def test_real_svs_flow(viewer: Any, qtbot: Any, cmu_svs: Path, tmp_path: Path) -
     """The same path on a real Aperio slide (one level, 0.499 µm/px)."""
     slide = open_slide_layer(viewer, cmu_svs)
     pre = _pretrain(viewer, qtbot, tmp_path / "pre.pt", steps=4, mpp=4.0)
-    click(qtbot, open_dock(viewer, "Pretrain").annotation_button)
+    click(qtbot, open_dock(viewer, "Fine-tune").annotation_button)
     ann = viewer.layers["annotations"]
     h, w = ann.data.shape
 

@@ -1,6 +1,6 @@
 """What keeps the viewer responsive while a dock computes: compute threads below the GUI
-thread's CPU priority, one progress bar for chained runs, map layers reused across predictions
-and added in two turns of the event loop."""
+thread's CPU priority, the dock's own progress bar instead of napari's animated activity dock,
+map layers reused across predictions and added in two turns of the event loop."""
 
 from __future__ import annotations
 
@@ -58,38 +58,50 @@ def _steps(n: int, token: CancelToken) -> Generator[Any, None, int]:
     return n
 
 
-def test_a_run_started_when_one_ends_reuses_its_progress_bar(qtbot: Any) -> None:
+def test_runs_move_the_dock_bar_and_never_napari_activity_dock(qtbot: Any) -> None:
+    """napari's activity dock animates an indicator while any of its bars exists, repainting the
+    window about 30 times a second; a run reports to its dock's own bar instead."""
     from napari.utils import progress
 
+    from napari_wsi_ssl.events import TilesDone
+
+    seen: list[tuple[int, Any, str]] = []
+    instances: list[int] = []
+
+    def steps_then_tiles(token: CancelToken) -> Generator[Any, None, int]:
+        for i in range(3):
+            yield Progress(step=i + 1, total=3)
+        for i in range(4):
+            instances.append(len(progress._all_instances))
+            yield TilesDone(done=i + 1, total=4)
+        return 7
+
+    runner = RunController(on_bar=lambda d, t, w: seen.append((d, t, w)))
+    runner.start(steps_then_tiles, "composed")
+    qtbot.waitUntil(lambda: not runner.running, timeout=5000)
+    assert runner.last_outcome is not None and runner.last_outcome.ok
+    assert seen[0][2] == "steps" and (3, 3, "steps") in seen
+    assert seen[-1] == (4, 4, "tiles"), "the last count of each phase always shows"
+    assert instances and max(instances) == 0
+
+
+def test_a_cancelled_run_that_returns_is_still_cancelled(qtbot: Any) -> None:
+    """Training stops at a cancel by saving and returning: the outcome says cancelled."""
     runner = RunController()
-    runner.sync = True
-    bars: list[Any] = []
 
-    def then_second(outcome: Any) -> None:
-        runner.start(lambda tok: _steps(3, tok), "second")
-        bars.append(runner._spare_bar)  # taken by the second run: no spare left
+    def until_cancelled(token: CancelToken) -> Generator[Any, None, str]:
+        for i in range(10_000):
+            if token.cancelled:
+                return "saved"
+            yield Progress(step=i + 1, total=10_000)
+        return "finished"
 
-    runner.start(lambda tok: _steps(5, tok), "first", on_done=then_second)
-    assert runner._pbar is None  # both runs are over (inline)
-    assert bars == [None]
-    assert not runner.running and runner.last_outcome is not None and runner.last_outcome.ok
-    # every bar was closed in the end: nothing left in napari's activity dock
-    assert not [b for b in progress._all_instances if b.desc.startswith(("first", "second"))]
-
-    # threaded: the second run's bar is the first run's bar, reset to 0 and renamed
-    runner.sync = False
-    seen: dict[str, Any] = {}
-
-    def then_again(outcome: Any) -> None:
-        seen["first"] = runner._spare_bar
-        runner.start(lambda tok: _steps(2, tok), "again")
-        seen["second"] = runner._pbar
-
-    runner.start(lambda tok: _steps(4, tok), "once", on_done=then_again)
-    qtbot.waitUntil(lambda: "second" in seen and not runner.running, timeout=5000)
-    assert seen["first"] is not None and seen["second"] is seen["first"]
-    assert seen["second"].desc.startswith("again")
-    assert not [b for b in progress._all_instances if b.desc.startswith(("once", "again"))]
+    runner.start(until_cancelled, "stoppable")
+    runner.cancel()
+    qtbot.waitUntil(lambda: not runner.running, timeout=5000)
+    outcome = runner.last_outcome
+    assert outcome is not None and outcome.cancelled and not outcome.ok
+    assert outcome.value == "saved"
 
 
 def _store(path: Path, value: int, shape: tuple[int, int] = (64, 64)) -> Path:

@@ -98,9 +98,9 @@ class _Probe:
 
 
 def _phases(probe: _Probe, marks: list[tuple[str, float]]) -> dict[str, float]:
-    """Longest gap (ms) while training (click to the end of fine-tuning), while predicting, and
+    """Longest gap (ms) while training (click to the saved checkpoint), while predicting, and
     over the whole round; a gap belongs to the phase in which it ended."""
-    trained = next((t for name, t in marks if name == "Fine-tuning False"), float("inf"))
+    trained = next((t for name, t in marks if name == "checkpoint saved"), float("inf"))
     gaps = np.asarray(probe.gaps or [0.0]) * 1000
     ends = np.asarray(probe.ends or [0.0])
     training = gaps[ends <= trained]
@@ -145,6 +145,7 @@ def main(argv: list[str]) -> int:
     width, patch = (8, 32) if quick else (32, 64)
     init = work / "stall_pretrained.pt"
     from ..events import run_to_end
+    from ..inference.interactive import CheckpointSaved
 
     run_to_end(
         pretrain(
@@ -157,8 +158,8 @@ def main(argv: list[str]) -> int:
     viewer = napari.Viewer(show=True)
     app = QApplication.instance()
     viewer.open(str(syn.slide), plugin="napari-wsi-ssl")
-    _, pre_dock = viewer.window.add_plugin_dock_widget("napari-wsi-ssl", "Pretrain")
-    pre_dock.annotation_button.native.click()
+    _, dock = viewer.window.add_plugin_dock_widget("napari-wsi-ssl", "Fine-tune")
+    dock.annotation_button.native.click()
     layer = viewer.layers["annotations"]
     truth = read_tumour_mask(syn)
     rows = (np.arange(layer.data.shape[0]) * size / layer.data.shape[0] / syn.gt_downsample).astype(
@@ -175,7 +176,6 @@ def main(argv: list[str]) -> int:
         for i in rng.choice(ys.size, size=min(25, ys.size), replace=False):
             layer.paint((int(ys[i]), int(xs[i])), label)
 
-    _, dock = viewer.window.add_plugin_dock_widget("napari-wsi-ssl", "Fine-tune")
     dock.cache_dir = work / "stall_cache"
     dock.set_fields(
         slide=viewer.layers[0],
@@ -200,6 +200,14 @@ def main(argv: list[str]) -> int:
     dock.runner.on_state = _chain(
         dock.runner.on_state,
         lambda on: marks.append((f"{dock.runner._label} {on}", time.perf_counter() - probe.t0)),
+    )
+    dock.runner.on_event = _chain(
+        dock.runner.on_event,
+        lambda ev: (
+            marks.append(("checkpoint saved", time.perf_counter() - probe.t0))
+            if isinstance(ev, CheckpointSaved)
+            else None
+        ),
     )
     if watch is not None:
         watch.start()

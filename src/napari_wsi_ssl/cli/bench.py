@@ -18,6 +18,8 @@ FIGURES = (
     "refine_latency",
     "feature_cache",
 )
+#: Figures measured in a napari window (``--gui`` measures them all).
+GUI = ("gui_stall_ms", "gui_vs_cli")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,8 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--slide", type=Path, help="slide to read and predict (default: synthetic)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    parser.add_argument("--gui", action="store_true", help="also measure the Qt event-loop stall")
-    parser.add_argument("--only", nargs="+", choices=[*FIGURES, "gui_stall_ms"], default=[])
+    parser.add_argument(
+        "--gui", action="store_true", help="also measure the GUI figures (stall, GUI vs CLI)"
+    )
+    parser.add_argument("--only", nargs="+", choices=[*FIGURES, *GUI], default=[])
     parser.add_argument("--work-dir", type=Path, default=Path("bench_out"), help="scratch folder")
     parser.add_argument("--memory-sizes", type=int, nargs=2, metavar=("SMALL", "LARGE"))
 
@@ -39,22 +43,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "slide": args.slide,
         "device": args.device,
         "work_dir": args.work_dir,
-        "only": tuple(o for o in args.only if o != "gui_stall_ms"),
+        "only": tuple(o for o in args.only if o not in GUI),
     }
     if args.memory_sizes:
         kw["memory_sizes"] = tuple(args.memory_sizes)
     config = BenchConfig.quick_config(**kw) if args.quick else BenchConfig(**kw)
     result: dict[str, Any] = {}
-    gui_only = args.only == ["gui_stall_ms"]
+    gui_only = bool(args.only) and set(args.only) <= set(GUI)
     if not gui_only:
         for name, fig in run_bench(config):
             result[name] = fig if isinstance(fig, dict) else fig.as_dict()
             _row(name, result[name])
-    if args.gui or "gui_stall_ms" in args.only:
-        from ..benchmark.gui import measure_gui_stall
+    for name in GUI:
+        if args.gui or name in args.only:
+            from ..benchmark.gui import measure_gui
 
-        result["gui_stall_ms"] = measure_gui_stall(config)
-        _row("gui_stall_ms", result["gui_stall_ms"])
+            result[name] = measure_gui(name, config)
+            _row(name, result[name])
     return result
 
 

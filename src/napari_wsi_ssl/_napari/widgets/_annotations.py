@@ -109,6 +109,28 @@ def annotation_colormap() -> DirectLabelColormap:
     return DirectLabelColormap(color_dict=dict(CLASS_COLOURS))
 
 
+#: Width of the brush a new annotation layer starts with, in micrometres: regions, not cells.
+BRUSH_UM = 100.0
+
+
+def region_brush(geometry: SlideGeometry, downsample: int, shape: tuple[int, int]) -> int:
+    """A brush (annotation pixels) about ``BRUSH_UM`` wide, or 1/40 of the layer without a
+    pixel size; between 10 and 100 pixels."""
+    size = BRUSH_UM / (geometry.mpp * downsample) if geometry.mpp else min(shape) / 40
+    return int(min(100, max(10, round(size))))
+
+
+def annotate_slide(viewer: Any, slide_layer: Image | None, downsample: int | None) -> Labels:
+    """A new annotation layer over ``slide_layer`` (else the first open slide); SlideError when
+    no slide is open."""
+    if slide_layer is None:
+        layers = slide_layers(viewer)
+        slide_layer = layers[0] if layers else None
+    if slide_layer is None:
+        raise SlideError("open a slide first: the annotation layer is laid over it")
+    return new_annotation_layer(viewer, slide_layer, downsample=downsample)
+
+
 def new_annotation_layer(
     viewer: Any, slide_layer: Image, downsample: int | None = None, name: str = "annotations"
 ) -> Labels:
@@ -142,7 +164,7 @@ def new_annotation_layer(
         opacity=0.6,
         units=geometry.units,
     )
-    layer.brush_size = 10
+    layer.brush_size = region_brush(geometry, d, shape)
     layer.selected_label = 1
     viewer.layers.selection.active = layer
     layer.mode = "paint"
@@ -231,6 +253,14 @@ def region_box(
             f"region layer {shapes_layer.name!r} lies outside the slide {slide.name!r}"
         )
     return (x0, y0, x1, y1)
+
+
+def region_xywh(
+    shapes_layer: Shapes | None, slide: SlideGeometry
+) -> tuple[int, int, int, int] | None:
+    """:func:`region_box` as ``(x, y, w, h)`` in level-0 pixels, the order compute takes."""
+    box = region_box(shapes_layer, slide)
+    return None if box is None else (box[0], box[1], box[2] - box[0], box[3] - box[1])
 
 
 def require_slide_path(slide: SlideGeometry) -> Path:

@@ -1,4 +1,5 @@
-"""What every dock shares: the viewer, a run controller, layer pickers, a status line."""
+"""What every dock shares: the viewer, its session, a run controller, layer pickers, a status
+line and a progress bar of its own."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from magicgui.widgets import Container, Label, PushButton
+from magicgui.widgets import Container, Label, ProgressBar, PushButton
 from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QDockWidget, QMainWindow, QWidget
 
-from ._worker import RunController
+from ._session import Session, session_of
+from ._worker import Outcome, RunController
 
 
 def layer_choices(
@@ -48,22 +51,42 @@ def preload_compute() -> None:
 
 #: Shortest interval between two updates of a dock's running status line, in seconds.
 STATUS_INTERVAL_S = 0.25
+#: The object name of every dock's widget, by which docks find each other in the window.
+DOCK_NAME = "napari-wsi-ssl-dock"
+#: While a run gives no news for this long, its status line counts the seconds (in ms).
+QUIET_TICK_MS = 1000
 
 
 class DockBase(Container):
-    """A dock bound to a viewer, with a main button, a Cancel button and a status line.
+    """A dock bound to a viewer, with a main button, a Cancel button, a status line and a
+    progress bar.
 
-    Subclasses add their fields, their main button, ``self._cancel_button`` and ``self._status``.
+    Subclasses add their fields, their main button, ``self._cancel_button``, ``self._progress``
+    and ``self._status``. The status line always ends a run with what happened: done, cancelled
+    or failed; a dock's ``on_done`` may then say more.
     """
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(labels=True)
+        self.native.setObjectName(DOCK_NAME)
         self._viewer = napari_viewer
+        self.session: Session = session_of(napari_viewer)
         self._runner = RunController(
-            on_event=self._on_event, on_state=self._on_state, on_status=self.set_progress_status
+            on_event=self._on_event,
+            on_state=self._on_state,
+            on_status=self.set_progress_status,
+            on_bar=self._on_bar,
         )
         self._status = Label(value="")
         self._status.native.setWordWrap(True)
+        self._progress = ProgressBar(value=0, min=0, max=1, label="progress")
+        self._progress.native.setTextVisible(True)
+        self._progress.visible = False
+        self._quiet = QTimer()
+        self._quiet.setInterval(QUIET_TICK_MS)
+        self._quiet.timeout.connect(self._on_quiet)
+        self._run_start = 0.0
+        self._quiet_text = "running…"
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._cancel_button.changed.connect(self._on_cancel)
         self._status_time = 0.0
@@ -71,11 +94,18 @@ class DockBase(Container):
         events = napari_viewer.layers.events
         for name in ("inserted", "removed", "moved"):
             getattr(events, name).connect(self._on_layers_changed)
+        # once napari has put this dock in the window (the next turn of the event loop)
+        QTimer.singleShot(0, self._tabify)
 
     @property
     def runner(self) -> RunController:
         """The controller of this dock's long runs (``runner.sync = True`` runs them inline)."""
         return self._runner
+
+    def _tabify(self) -> None:
+        """Stack this dock as a tab over the plugin's other docks in the same area."""
+        with contextlib.suppress(RuntimeError):  # closed before the event loop turned
+            tabify_with_siblings(self.native)
 
     # -- events ---------------------------------------------------------------------------
     def _on_layers_changed(self, *_: Any) -> None:
@@ -89,14 +119,54 @@ class DockBase(Container):
     def _on_event(self, event: Any) -> None:  # overridden by docks with live displays
         pass
 
+    @property
+    def progress_bar(self) -> ProgressBar:
+        """The dock's one progress bar (runs never use napari's activity dock)."""
+        return self._progress
+
     def _on_state(self, running: bool) -> None:
         # the main button stays enabled: a second click is refused with a message
         self._cancel_button.enabled = running
         if running:
-            self._status.value = "running…"
+            self._run_start = time.monotonic()
+            self._progress.native.setRange(0, 1)
+            self._progress.native.setValue(0)
+            self._progress.native.setFormat("starting")
+            if self._progress.native.parent() is not None:  # in the dock's layout
+                self._progress.visible = True
+            self.set_status("running…")
+            self._quiet.start()
+            return
+        self._quiet.stop()
+        outcome = self._runner.last_outcome
+        if outcome is not None:
+            self.set_status(ended_status(outcome))
+
+    def _on_bar(self, done: int, total: int | None, what: str) -> None:
+        bar = self._progress.native
+        if total:
+            bar.setRange(0, int(total))
+            bar.setValue(min(int(done), int(total)))
+            bar.setFormat(f"{what} %v/%m")
+        else:  # bounded by time: a count, never the animated busy bar
+            bar.setRange(0, 1)
+            bar.setValue(0)
+            bar.setFormat(f"{what} {done}")
+
+    def _on_quiet(self) -> None:
+        """Once a second without news, say for how long the run has gone (no silent phases)."""
+        if not self._runner.running:
+            self._quiet.stop()
+            return
+        if time.monotonic() - self._status_time >= QUIET_TICK_MS / 1000:
+            seconds = time.monotonic() - self._run_start
+            with contextlib.suppress(RuntimeError):  # the viewer closed while a run went
+                self._status.value = f"{self._quiet_text} ({seconds:.0f} s)"
 
     def set_status(self, text: str) -> None:
         self._pending_status = None
+        self._status_time = time.monotonic()
+        self._quiet_text = text.split(" (")[0] if self._runner.running else self._quiet_text
         self._status.value = text
 
     def set_progress_status(self, text: str) -> None:
@@ -113,6 +183,43 @@ class DockBase(Container):
 
     def _show_pending_status(self) -> None:
         if self._pending_status is not None:
-            self._status_time = time.monotonic()
             with contextlib.suppress(RuntimeError):
                 self.set_status(self._pending_status)
+
+
+def tabify_with_siblings(widget: QWidget) -> None:
+    """Put the dock holding ``widget`` in a tab with the plugin's docks in its area, and show it.
+
+    napari stacks docks one under the other; five of them make the window taller than most
+    screens. As tabs, the window keeps its size and each dock is one click away.
+    """
+    dock = widget.parentWidget()
+    while dock is not None and not isinstance(dock, QDockWidget):
+        dock = dock.parentWidget()
+    main = dock.parentWidget() if dock is not None else None
+    if dock is None or not isinstance(main, QMainWindow) or dock.isFloating():
+        return
+    area = main.dockWidgetArea(dock)
+    for other in main.findChildren(QDockWidget):
+        if (
+            other is not dock
+            and not other.isFloating()
+            and not other.isHidden()
+            and main.dockWidgetArea(other) == area
+            and other.findChild(QWidget, DOCK_NAME) is not None
+        ):
+            main.tabifyDockWidget(other, dock)
+            dock.show()
+            dock.raise_()
+            return
+
+
+def ended_status(outcome: Outcome) -> str:
+    """The status line of a run that has ended: cancelled, failed or done, and after how long."""
+    seconds = f"{outcome.seconds:.0f} s"
+    if outcome.cancelled:
+        return f"cancelled after {seconds}; finished work was kept"
+    if outcome.error is not None:
+        first = str(outcome.error).strip().splitlines()[0] if str(outcome.error).strip() else ""
+        return f"failed: {first or type(outcome.error).__name__}"
+    return f"done in {seconds}"

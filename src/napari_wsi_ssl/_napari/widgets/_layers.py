@@ -115,7 +115,7 @@ def _put_layer(viewer: Any, name: str, kind: str, data: list[Any], **kwargs: Any
         if layer.metadata.get("store") == kwargs["metadata"].get("store"):
             layer.refresh()
             return layer
-        if layer.multiscale and layer._type_string == kind:
+        if layer.multiscale and type(layer).__name__.lower() == kind:
             try:
                 _retarget(layer, data, kwargs)
                 return layer

@@ -5,7 +5,9 @@ in a ``napari.qt.threading`` worker, or inline when the synchronous switch is on
 variable ``NAPARI_WSI_SSL_SYNC=1`` or ``controller.sync = True``, for tests). Either way the same
 generator runs and the same handlers see its events on the GUI thread:
 
-- ``Progress`` and ``TilesDone`` move a ``napari.utils.progress`` bar in the activity dock;
+- ``Progress`` and ``TilesDone`` move the dock's own progress bar (``on_bar``), a few times a
+  second at most. Runs stay off napari's activity dock: its animated indicator repaints the
+  whole window about 30 times a second, which under software OpenGL starves the computation;
 - a warning ``Log`` becomes a notification, an informative one a line in the log and in the
   dock's status;
 - every event is then passed to the dock's own handler (curves, preview, layer refresh);
@@ -29,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ...errors import CancelledError, WsiSslError
@@ -41,7 +42,7 @@ SYNC_ENV = "NAPARI_WSI_SSL_SYNC"
 
 EventGenerator = Generator[Any, None, Any]
 
-#: Shortest interval between two updates of the activity-dock progress bar, in seconds.
+#: Shortest interval between two updates of a dock's progress bar, in seconds.
 BAR_INTERVAL_S = 0.25
 
 
@@ -181,6 +182,9 @@ class RunController:
         Called with ``True`` when a run starts and ``False`` when it ends (to enable buttons).
     on_status
         Called with the text of informative ``Log`` events (warnings become notifications).
+    on_bar
+        Called with ``(done, total, what)`` as ``Progress`` (``what`` "steps") and ``TilesDone``
+        (``what`` "tiles") events arrive, at most every ``BAR_INTERVAL_S`` (the last always).
     """
 
     def __init__(
@@ -188,17 +192,18 @@ class RunController:
         on_event: Callable[[Any], None] | None = None,
         on_state: Callable[[bool], None] | None = None,
         on_status: Callable[[str], None] | None = None,
+        on_bar: Callable[[int, int | None, str], None] | None = None,
     ) -> None:
         self.on_event = on_event
         self.on_state = on_state
         self.on_status = on_status
+        self.on_bar = on_bar
         self.sync: bool | None = None
         self.token: CancelToken | None = None
         self.worker: Any = None
         self.last_outcome: Outcome | None = None
-        self._pbar: progress | None = None
-        self._spare_bar: progress | None = None
         self._bar_time = 0.0
+        self._bar_what = ""
         self._running = False
         self._label = ""
         self._on_done: Callable[[Outcome], None] | None = None
@@ -244,7 +249,7 @@ class RunController:
         self._on_done = on_done
         self._running = True
         self.last_outcome = None
-        self._pbar = self._new_bar(label)
+        self._bar_time, self._bar_what = 0.0, ""
         PACING.enter()
         if self.on_state is not None:
             self.on_state(True)
@@ -293,28 +298,20 @@ class RunController:
             logger.exception("event handler failed")
 
     def _update_bar(self, event: Any) -> None:
-        pbar = self._pbar
-        if pbar is None:
+        if self.on_bar is None:
             return
         if isinstance(event, Progress):
-            step, total = event.step, event.total
+            step, total, what = event.step, event.total, "steps"
         elif isinstance(event, TilesDone):
-            step, total = event.done, event.total
+            step, total, what = event.done, event.total, "tiles"
         else:
             return
-        # napari's bar runs a nested processEvents on every value it is given: at most a few a second
         now = time.monotonic()
-        if now - self._bar_time < BAR_INTERVAL_S and not (total and step >= total):
+        last = bool(total and step >= total)
+        if now - self._bar_time < BAR_INTERVAL_S and what == self._bar_what and not last:
             return
-        self._bar_time = now
-        if total and pbar.total != total:
-            pbar.total = total
-        if step > pbar.n:
-            pbar.update(step - pbar.n)
-        text = self._label
-        if isinstance(event, Progress) and event.loss is not None:
-            text += f" (loss {event.loss:.4f})"
-        pbar.set_description(text)
+        self._bar_time, self._bar_what = now, what
+        self.on_bar(step, total, what)
 
     def _finish(self, outcome: Outcome) -> None:
         if not self._running:
@@ -322,19 +319,18 @@ class RunController:
         self._running = False
         PACING.leave()
         self.worker = None
+        if self.token is not None and self.token.cancelled and not outcome.cancelled:
+            # training stops at a cancel by saving and returning: still a cancelled run
+            outcome.cancelled = True
         self.last_outcome = outcome
-        # kept for a run that on_done may start at once (fine-tuning ends by predicting): a new
-        # bar in the activity dock costs the GUI thread far more than resetting this one
-        self._spare_bar, self._pbar = self._pbar, None
         if outcome.cancelled:
-            show_info(f"{self._label} cancelled; finished work was kept. {outcome.error}")
+            show_info(f"{self._label} cancelled; finished work was kept.")
         elif isinstance(outcome.error, WsiSslError):
             show_error(str(outcome.error))
         elif outcome.error is not None:
             show_error(f"{self._label} failed: {type(outcome.error).__name__}: {outcome.error}")
         if self.on_state is not None:
             self.on_state(False)
-        # the callback may start the next run (fine-tuning ends by predicting)
         try:
             if self._on_done is not None:
                 self._on_done(outcome)
@@ -343,17 +339,3 @@ class RunController:
         except Exception as exc:
             logger.error("finishing %s failed:\n%s", self._label, traceback.format_exc())
             show_error(f"{self._label} failed: {type(exc).__name__}: {exc}")
-        finally:
-            if self._spare_bar is not None:
-                self._spare_bar.close()
-                self._spare_bar = None
-
-    def _new_bar(self, label: str) -> progress:
-        """A progress bar at 0 for ``label``: the last run's, when it is still open, else new."""
-        bar, self._spare_bar = self._spare_bar, None
-        if bar is None:
-            return progress(total=0, desc=label)
-        bar.reset(total=0)
-        bar.events.value(value=0)
-        bar.set_description(label)
-        return bar

@@ -144,6 +144,7 @@ class EvaluateWidget(DockBase):
                 self._out,
                 self._evaluate_button,
                 self._cancel_button,
+                self._progress,
                 self._status,
                 self._table,
             ]

@@ -1,19 +1,17 @@
-"""The "Fine-tune" dock: learn tumour vs normal from brush strokes, then show the map.
+"""The "Fine-tune" dock: paint tumour and normal tissue, learn from the strokes, see the map.
 
-The painted pixels are read from the annotation layer into a numpy array on the GUI thread;
-the worker gets that array, the slide path and the config. When training ends, the dock
-predicts the slide with the new checkpoint, so the probability map appears (or refreshes) by
-itself.
+"New annotation layer" lays an empty annotation layer over the slide. The painted pixels are
+read from it into a numpy array on the GUI thread; the worker gets that array, the slide path
+and the config. Fine-tuning and the map of the slide with the new checkpoint are one run
+(:func:`~napari_wsi_ssl.inference.interactive.finetune_then_predict`): one progress bar, one
+Cancel, the part of the slide on screen mapped first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from magicgui.types import FileDialogMode
 from magicgui.widgets import (
     CheckBox,
@@ -25,98 +23,53 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.layers import Labels, Shapes
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from ...errors import AnnotationError, WsiSslError
-from ...events import CancelToken, Preview, Progress, TilesDone
+from ...events import Preview, Progress, StoreReady, TilesDone
+from ...inference.interactive import CheckpointSaved, FinetunedMap
 from ._annotations import (
+    annotate_slide,
     is_slide_layer,
     read_painted,
-    region_box,
+    region_xywh,
     require_slide_path,
     slide_geometry,
 )
 from ._base import DockBase, layer_choices, optional_path, preload_compute
+from ._finetune_run import FAST_PATCHES, FinetuneRequest, finetune_run
 from ._plot import CurveCanvas, ImageStrip, plot_progress
 from ._worker import Outcome
-from .predict import DEFAULT_CACHE, PredictionDisplay, PredictRequest
-from .pretrain import BUDGET_UNITS, DEFAULT_DIR, RECENT
+from .predict import PredictionDisplay, predict_request
+from .pretrain import BUDGET_UNITS
 
 TASKS = ("segment", "classify", "nuclei")
 MODES = {"fast (frozen encoder)": "frozen-encoder", "full": "full", "from scratch": "scratch"}
 #: Defaults of the fast mode: a usable map of a painted slide in about a minute on a laptop CPU.
 #: (64 patches of 64 px, 3 epochs: about a minute for training and map on a 2-core CPU.)
-FAST_PATCHES = 64
 FAST_PATCH_SIZE = 64
 FAST_EPOCHS = 3
 FAST_BATCH = 8
-
-
-@dataclass(frozen=True)
-class FinetuneRequest:
-    """Everything a fine-tuning run needs, as plain values."""
-
-    task: str
-    mode: str
-    init: Path | None
-    out: Path
-    budget: float
-    budget_unit: str
-    patch_size: int | None
-    batch_size: int
-    num_patches: int = FAST_PATCHES
-    slide: Path | None = None
-    labels: np.ndarray | None = None
-    labels_downsample: float = 1.0
-    region_xywh: tuple[int, int, int, int] | None = None
-    folder: Path | None = None
-
-
-def finetune_run(request: FinetuneRequest, cancel: CancelToken) -> Generator[Any, None, Path]:
-    """The fine-tuning generator of ``request``."""
-    from ...training import FinetuneConfig, FinetuneData, finetune
-
-    if request.task == "segment":
-        assert request.slide is not None and request.labels is not None
-        data = FinetuneData.from_arrays(
-            request.slide, request.labels, request.labels_downsample, region=request.region_xywh
-        )
-    elif request.folder is None:
-        raise WsiSslError(
-            f"task {request.task!r} learns from a folder",
-            hint="choose the folder of labelled images",
-        )
-    elif request.task == "classify":
-        data = FinetuneData.from_patches(request.folder)
-    else:
-        data = FinetuneData.from_nuclei(request.folder)
-    budget: dict[str, Any] = {"epochs": None, "steps": None, "minutes": None}
-    if request.budget_unit == "minutes":
-        budget["minutes"] = float(request.budget)
-    elif request.budget_unit == "steps":
-        budget["steps"] = max(1, int(request.budget))
-    else:
-        budget["epochs"] = max(1, int(request.budget))
-    config = FinetuneConfig(
-        task=request.task,
-        mode=request.mode,
-        patch_size=request.patch_size,
-        batch_size=request.batch_size,
-        num_patches=request.num_patches,
-        preview_every=10,
-        **budget,
-    )
-    result: Path = yield from finetune(data, config, request.out, init=request.init, cancel=cancel)
-    return result
+#: Validation accuracy below which a two-class model is called no better than chance.
+CHANCE_MARGIN = 0.6
 
 
 class FinetuneWidget(DockBase):
-    """Fine-tune a pretrained model on painted annotations (or a labelled folder)."""
+    """Paint annotations, fine-tune a pretrained model on them (or on a labelled folder), and
+    map the slide with the result, in one run."""
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(napari_viewer)
         preload_compute()
         self._image = ComboBox(label="slide", choices=layer_choices(napari_viewer, is_slide_layer))
+        self._annotate_downsample = ComboBox(
+            label="downsample",
+            choices=[("auto", 0), ("1", 1), ("2", 2), ("4", 4), ("8", 8), ("16", 16), ("32", 32)],
+            value=0,
+            tooltip="level-0 pixels per annotation pixel of a new annotation layer",
+        )
+        self._annotate_button = PushButton(text="New annotation layer")
+        self._annotate_button.changed.connect(self._on_new_annotation)
         self._annotations = ComboBox(
             label="annotations",
             choices=layer_choices(
@@ -162,9 +115,11 @@ class FinetuneWidget(DockBase):
             tooltip="patches drawn from the painted pixels (tumour and normal balanced)",
         )
         self._out = FileEdit(
-            label="checkpoint out", mode=FileDialogMode.OPTIONAL_FILE, filter="*.pt"
+            label="checkpoint out",
+            mode=FileDialogMode.OPTIONAL_FILE,
+            filter="*.pt",
+            tooltip="empty: a new file named after the slide, the task and the time",
         )
-        self._out.value = DEFAULT_DIR / "finetuned.pt"
         self._predict_after = CheckBox(text="predict the slide when done", value=True)
         self._finetune_button = PushButton(text="Fine-tune")
         self._finetune_button.changed.connect(self._on_finetune)
@@ -174,10 +129,17 @@ class FinetuneWidget(DockBase):
             widgets=[self._budget, self._unit], layout="horizontal", labels=False
         )
         budget_row.label = "budget"
+        annotate_row = Container(
+            widgets=[self._annotate_downsample, self._annotate_button],
+            layout="horizontal",
+            labels=False,
+        )
+        annotate_row.label = "annotate"
         self._task.changed.connect(self._on_task)
         self.extend(
             [
                 self._image,
+                annotate_row,
                 self._annotations,
                 self._region,
                 self._checkpoint,
@@ -192,6 +154,7 @@ class FinetuneWidget(DockBase):
                 self._predict_after,
                 self._finetune_button,
                 self._cancel_button,
+                self._progress,
                 self._status,
             ]
         )
@@ -199,10 +162,8 @@ class FinetuneWidget(DockBase):
         self.native.layout().addWidget(self._preview)
         self.display = PredictionDisplay(napari_viewer, self._runner)
         self.last_checkpoint: Path | None = None
-        self.cache_dir = DEFAULT_CACHE
-        self._phase = "train"
-        self._request: FinetuneRequest | None = None
-        self._slide_for_predict: Any = None
+        self.cache_dir = self.session.prediction_dir
+        self._val_acc: float | None = None
         self.reset_choices()
         self._on_task()
 
@@ -211,12 +172,16 @@ class FinetuneWidget(DockBase):
         return self._finetune_button
 
     @property
+    def annotation_button(self) -> PushButton:
+        return self._annotate_button
+
+    @property
     def curves(self) -> CurveCanvas:
         return self._curves
 
     def set_fields(self, **values: Any) -> None:
         """Set fields by name: slide, annotations, region, checkpoint, task, folder, mode,
-        budget, unit, patch_size, batch_size, num_patches, out, predict_after."""
+        budget, unit, patch_size, batch_size, num_patches, out, predict_after, downsample."""
         fields = {
             "slide": self._image,
             "annotations": self._annotations,
@@ -232,6 +197,7 @@ class FinetuneWidget(DockBase):
             "num_patches": self._patches,
             "out": self._out,
             "predict_after": self._predict_after,
+            "downsample": self._annotate_downsample,
         }
         for name, value in values.items():
             fields[name].value = value
@@ -240,14 +206,24 @@ class FinetuneWidget(DockBase):
         super().reset_choices(*args)
         if not hasattr(self, "_checkpoint"):
             return
-        if optional_path(self._checkpoint) is None and "pretrain" in RECENT:
-            self._checkpoint.value = RECENT["pretrain"]
+        last = self.session.last("pretrain")
+        if optional_path(self._checkpoint) is None and last is not None:
+            self._checkpoint.value = last
 
     def _on_task(self, *_: Any) -> None:
         on_slide = self._task.value == "segment"
         self._image.visible = self._annotations.visible = self._region.visible = on_slide
+        self._annotate_button.visible = self._annotate_downsample.visible = on_slide
         self._folder.visible = not on_slide
         self._predict_after.visible = on_slide
+
+    def _checkpoint_out(self, task: str) -> Path:
+        chosen = optional_path(self._out)
+        if chosen is not None:
+            return chosen
+        layer = self._image.value if task == "segment" else None
+        stem = layer.name if layer is not None else (optional_path(self._folder) or Path(task)).name
+        return self.session.new_checkpoint("finetune", stem, task)
 
     def request(self) -> FinetuneRequest:
         """The fields as a plain request; AnnotationError for empty or one-class annotations."""
@@ -255,18 +231,19 @@ class FinetuneWidget(DockBase):
         init = optional_path(self._checkpoint) if mode != "scratch" else None
         if mode != "scratch" and init is None:
             raise WsiSslError("choose the pretrained checkpoint, or fine-tune from scratch")
+        task = str(self._task.value)
         common: dict[str, Any] = {
-            "task": str(self._task.value),
+            "task": task,
             "mode": mode,
             "init": init,
-            "out": Path(str(self._out.value)).expanduser(),
+            "out": self._checkpoint_out(task),
             "budget": float(self._budget.value),
             "budget_unit": str(self._unit.value),
             "patch_size": int(self._patch.value) or None,
             "batch_size": int(self._batch.value),
             "num_patches": int(self._patches.value),
         }
-        if self._task.value != "segment":
+        if task != "segment":
             return FinetuneRequest(**common, folder=optional_path(self._folder))
         slide_layer = self._image.value
         labels_layer = self._annotations.value
@@ -274,18 +251,22 @@ class FinetuneWidget(DockBase):
             raise WsiSslError("open a slide first")
         if labels_layer is None:
             raise AnnotationError(
-                "no annotation layer", hint="click New annotation layer (Pretrain dock) and paint"
+                "no annotation layer", hint="click New annotation layer above, then paint"
             )
         slide = slide_geometry(slide_layer)
         painted = read_painted(labels_layer, slide)
-        box = region_box(self._region.value, slide)
-        region = None if box is None else (box[0], box[1], box[2] - box[0], box[3] - box[1])
+        region = region_xywh(self._region.value, slide)
+        then_map = None
+        if self._predict_after.value:
+            # the same request the Predict dock makes: the part of the slide on screen first
+            then_map = predict_request(slide_layer, None, self.cache_dir, self._region.value)
         return FinetuneRequest(
             **common,
             slide=require_slide_path(slide),
             labels=painted.labels,
             labels_downsample=painted.downsample,
             region_xywh=region,
+            then_map=then_map,
         )
 
     def _on_finetune(self, *_: Any) -> None:
@@ -298,9 +279,9 @@ class FinetuneWidget(DockBase):
             self.set_status(str(exc))
             return
         self._curves.clear()
-        self._phase = "train"
-        self._request = request
-        self._slide_for_predict = self._image.value if request.task == "segment" else None
+        self._val_acc = None
+        if request.then_map is not None:
+            self.display.begin(request.then_map)
         self._runner.start(
             lambda token: finetune_run(request, token), "Fine-tuning", on_done=self._on_done
         )
@@ -308,42 +289,63 @@ class FinetuneWidget(DockBase):
     def _on_event(self, event: Any) -> None:
         if isinstance(event, Progress):
             plot_progress(self._curves, event, metrics_axes="validation")
+            if "val_acc" in event.metrics:
+                self._val_acc = float(event.metrics["val_acc"])
             if event.loss is not None:
-                self.set_progress_status(
-                    f"step {event.step}{f'/{event.total}' if event.total else ''}, loss {event.loss:.4f}"
-                )
+                total = f"/{event.total}" if event.total else ""
+                self.set_progress_status(f"step {event.step}{total}, loss {event.loss:.4f}")
         elif isinstance(event, Preview):
             self._preview.show_images(event.images)
-        elif self._phase == "predict":
+        elif isinstance(event, CheckpointSaved):
+            self._remember(event.path)
+            self.set_status(f"checkpoint saved: {event.path.name}; mapping the slide…")
+        elif isinstance(event, (StoreReady, TilesDone)):
             self.display.handle(event)
             if isinstance(event, TilesDone) and event.total:
                 self.set_progress_status(f"predicting: {event.done}/{event.total} tiles")
 
+    def _remember(self, path: Path) -> None:
+        self.last_checkpoint = path
+        self.session.remember("finetune", path)
+
     def _on_done(self, outcome: Outcome) -> None:
         self._curves.flush()
-        if outcome.value is None:
+        result = outcome.value
+        if isinstance(result, FinetunedMap):
+            self._remember(result.checkpoint)
+        weak = self.display.finish(outcome)
+        if not outcome.ok:
+            return  # the status line says cancelled or failed
+        assert isinstance(result, FinetunedMap)
+        warnings = [w for w in (self._chance_warning(), weak) if w is not None]
+        if warnings:
+            self.set_status(f"done in {outcome.seconds:.0f} s; " + " ".join(warnings))
+            show_warning(" ".join(warnings))
             return
-        path = Path(outcome.value)
-        self.last_checkpoint = path
-        RECENT["finetune"] = path
-        # no notification here: the prediction starts at once and ends with one
-        self.set_status(f"checkpoint: {path}")
-        layer = self._slide_for_predict
-        if not self._predict_after.value or layer is None or layer not in self._viewer.layers:
-            show_info(f"Fine-tuning finished: {path}")
-            return
-        request = PredictRequest(
-            slide=slide_geometry(layer),
-            checkpoint=path,
-            out_dir=self.cache_dir,
-            region_xywh=self._request.region_xywh if self._request is not None else None,
-        )
-        self._phase = "predict"
-        self.display.start(request, on_done=self._on_predicted)
+        where = f"; map cached in {result.store}" if result.store is not None else ""
+        self.set_status(f"done in {outcome.seconds:.0f} s; checkpoint: {result.checkpoint}{where}")
+        shown = "; the map is shown" if self.display.layers else ""
+        show_info(f"Fine-tuning finished: {result.checkpoint}{shown}")
 
-    def _on_predicted(self, outcome: Outcome) -> None:
-        if outcome.ok:
-            self.set_status(
-                f"checkpoint: {self.last_checkpoint}; map cached in {self.display.store}"
+    def _chance_warning(self) -> str | None:
+        """A plain word when validation ended no better than guessing between two classes."""
+        acc = self._val_acc
+        if acc is None or acc >= CHANCE_MARGIN:
+            return None
+        return (
+            f"Validation accuracy {acc:.2f} is at chance: the model has not learnt to tell the "
+            "classes apart yet. Train longer, paint more of both classes, or use a GPU."
+        )
+
+    def _on_new_annotation(self, *_: Any) -> None:
+        try:
+            layer = annotate_slide(
+                self._viewer, self._image.value, int(self._annotate_downsample.value) or None
             )
-            show_info(f"Fine-tuning finished: {self.last_checkpoint}; the map is shown")
+        except WsiSslError as exc:
+            show_error(str(exc))
+            return
+        self._annotations.value = layer
+        show_info(
+            f"Paint tumour (label 1) and normal tissue (label 2) on {layer.name!r}, then Fine-tune."
+        )

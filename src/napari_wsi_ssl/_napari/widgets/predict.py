@@ -2,102 +2,92 @@
 
 The map is cached in an OME-Zarr store on disk; the layers read that store, so they fill in as
 tiles finish (the visible part of the slide first) and panning never recomputes.
+:func:`predict_request` is the one place a prediction is planned from the viewer, for this dock
+and for the map that ends a fine-tuning run.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from magicgui.types import FileDialogMode
 from magicgui.widgets import ComboBox, FileEdit, PushButton
 from napari.layers import Shapes
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from ...errors import WsiSslError
 from ...events import CancelToken, StoreReady, TilesDone
+from ...inference import PredictConfig
+from ...inference.interactive import MapPlan
 from ._annotations import (
     SlideGeometry,
     is_slide_layer,
-    region_box,
+    region_xywh,
     require_slide_path,
     slide_geometry,
 )
 from ._base import DockBase, layer_choices, optional_path, preload_compute
-from ._layers import refresh_layers, show_store, visible_box_level0
+from ._layers import PROBABILITY, refresh_layers, show_store, visible_box_level0
 from ._worker import Outcome, RunController
 
-DEFAULT_CACHE = Path.home() / ".cache" / "napari-wsi-ssl" / "predictions"
 NUCLEI_CHOICES = ("none", "classical", "model")
 #: Shortest interval between two layer refreshes while tiles come in, in seconds.
 REFRESH_INTERVAL_S = 0.5
+#: The probability a map must reach somewhere for its display and its export to show anything.
+THRESHOLD = 0.5
+#: Largest level (pixels) read to find a finished map's highest probability on the GUI thread.
+PEAK_LEVEL_PIXELS = 1 << 20
 #: Pause between adding the map layers hidden and showing them, so that the event loop runs
 #: (input, repaints) in between, in milliseconds.
 REVEAL_DELAY_MS = 50
-#: Longest wait of a prediction for its layers to be added, in seconds.
-ATTACH_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
 class PredictRequest:
-    """Everything a prediction needs, as plain values."""
+    """Everything a prediction needs, as plain values: where the layers go (``slide``), the
+    checkpoint (``None`` while a fine-tuning run has yet to make it) and the compute plan."""
 
     slide: SlideGeometry
     checkpoint: Path | None
-    out_dir: Path
-    nuclei: str = "none"  # none | classical | model
-    nuclei_checkpoint: Path | None = None
-    region_xywh: tuple[int, int, int, int] | None = None
-    visible_first: tuple[int, int, int, int] | None = None
-    tile_size: int | None = None  # None: windows the size of the training patches
+    plan: MapPlan
 
 
-def paced(
-    gen: Generator[Any, None, Path], shown: threading.Event, cancel: CancelToken
-) -> Generator[Any, None, Path]:
-    """``gen``, pausing after its first finished tiles until ``shown`` is set (or 10 s pass).
-
-    Adding the overlay layers is the longest piece of GUI work of a prediction (layer controls,
-    shaders, a first read and draw); the worker waits meanwhile instead of competing with it
-    for the interpreter lock and the CPU.
-    """
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            result: Path = stop.value
-            return result
-        yield event
-        if isinstance(event, TilesDone) and event.done > 0 and not shown.is_set():
-            end = time.monotonic() + ATTACH_WAIT_S
-            while not shown.wait(0.05) and not cancel.cancelled and time.monotonic() < end:
-                pass
-            shown.set()
+def predict_request(
+    slide_layer: Any,
+    checkpoint: Path | None,
+    out_dir: Path,
+    region_layer: Any = None,
+    nuclei: str = "none",
+    nuclei_checkpoint: Path | None = None,
+    tile_size: int | None = None,
+) -> PredictRequest:
+    """The request to map ``slide_layer``: the part of it on screen first, only inside
+    ``region_layer``'s rectangles when given (raises WsiSslError for a region off the slide)."""
+    slide = slide_geometry(slide_layer)
+    region = region_xywh(region_layer, slide)
+    config = PredictConfig(
+        tile_size=tile_size,
+        nuclei=nuclei != "none",
+        nuclei_checkpoint=str(nuclei_checkpoint) if nuclei == "model" else None,
+    )
+    plan = MapPlan(
+        slide=require_slide_path(slide),
+        out_dir=Path(out_dir),
+        config=config,
+        visible_first=visible_box_level0(slide_layer),
+        region=region,
+    )
+    return PredictRequest(slide=slide, checkpoint=checkpoint, plan=plan)
 
 
 def predict_run(request: PredictRequest, cancel: CancelToken) -> Generator[Any, None, Path]:
     """The whole-slide prediction generator of ``request``."""
-    from ...inference import PredictConfig, predict_slide
-
-    nuclei = request.nuclei != "none"
-    config = PredictConfig(
-        tile_size=request.tile_size,
-        nuclei=nuclei,
-        nuclei_checkpoint=str(request.nuclei_checkpoint) if request.nuclei == "model" else None,
-    )
-    result: Path = yield from predict_slide(
-        require_slide_path(request.slide),
-        request.checkpoint,
-        request.out_dir,
-        config=config,
-        visible_first=request.visible_first,
-        region=request.region_xywh,
-        cancel=cancel,
-    )
+    result: Path = yield from request.plan.run(request.checkpoint, cancel)
     return result
 
 
@@ -111,25 +101,56 @@ class PredictionDisplay:
         self.layers: dict[str, Any] = {}
         self._request: PredictRequest | None = None
         self._last_refresh = 0.0
-        self._shown = threading.Event()
+        self.last_warning: str | None = None
 
-    def start(self, request: PredictRequest, on_done: Any = None) -> bool:
+    def begin(self, request: PredictRequest) -> None:
+        """Follow the prediction of ``request`` (its events go to :meth:`handle`)."""
         self._request = request
         self.store = None
         self.layers = {}
 
+    def start(self, request: PredictRequest, on_done: Any = None) -> bool:
+        """Run the prediction of ``request`` on the controller, following it."""
+        self.begin(request)
+
         def done(outcome: Outcome) -> None:
-            if outcome.value is not None:
-                self.store = Path(outcome.value)
-            self._attach()
+            self.last_warning = self.finish(outcome)
             if on_done is not None:
                 on_done(outcome)
 
-        shown = self._shown = threading.Event()
         return self.runner.start(
-            lambda token: paced(predict_run(request, token), shown, token),
-            "Predicting",
-            on_done=done,
+            lambda token: predict_run(request, token), "Predicting", on_done=done
+        )
+
+    def finish(self, outcome: Outcome) -> str | None:
+        """At the end of the run: show the store (complete now), unless nothing was computed.
+
+        Returns a plain warning when the map never reaches ``THRESHOLD`` (its display is then
+        stretched to its own range, so that it is visible at all), else ``None``.
+        """
+        value = outcome.value
+        store = getattr(value, "store", value)
+        if store is not None:
+            self.store = Path(store)
+        if outcome.ok or self.layers:
+            self._attach()
+        return self._weak_map_warning() if outcome.ok else None
+
+    def _weak_map_warning(self) -> str | None:
+        layer = self.layers.get(PROBABILITY)
+        if layer is None:
+            return None
+        levels = layer.data if layer.multiscale else [layer.data]
+        level = next((a for a in levels if a.size <= PEAK_LEVEL_PIXELS), levels[-1])
+        peak = float(np.max(np.asarray(level)))
+        if peak >= THRESHOLD:
+            return None
+        layer.contrast_limits = (0.0, max(peak, 1.0 / 255.0))
+        return (
+            f"no pixel of the map reaches {THRESHOLD} (highest {peak:.2f}): the model is not "
+            "sure of any tumour here; the display is stretched to 0-"
+            f"{max(peak, 1.0 / 255.0):.2f}. Train longer, paint more (both classes), or use a "
+            "bigger budget or a GPU."
         )
 
     def handle(self, event: Any) -> None:
@@ -137,7 +158,7 @@ class PredictionDisplay:
         if isinstance(event, StoreReady):
             self.store = Path(event.path)
             return
-        if self.store is None or not isinstance(event, TilesDone):
+        if self.store is None or not isinstance(event, TilesDone) or event.done <= 0:
             return
         if not self.layers:
             self._attach_staged()
@@ -150,26 +171,21 @@ class PredictionDisplay:
         """Add the layers hidden now and show them at the turn of the event loop after a short pause.
 
         Adding a layer and drawing it first cost about 100 ms each on a software-GL display;
-        in one go they would stall the GUI for twice that. The worker waits (``paced``) until
-        the layers are shown. Inline runs (tests, ``sync``) show them at once.
+        in one go they would stall the GUI for twice that. The computation does not wait for
+        this. Inline runs (tests, ``sync``) show them at once.
         """
         inline = self.runner.inline
-        try:
-            self._attach(visible=inline)
-        except Exception:
-            self._shown.set()
-            raise
+        self._attach(visible=inline)
         if inline or not self.layers:
-            self._shown.set()  # the worker goes on
             return
         from qtpy.QtCore import QTimer
 
+        layers = list(self.layers.values())
+
         def reveal() -> None:
-            try:
-                for layer in self.layers.values():
+            for layer in layers:
+                if layer in self.viewer.layers:
                     layer.visible = True
-            finally:
-                self._shown.set()
 
         QTimer.singleShot(REVEAL_DELAY_MS, reveal)
 
@@ -215,7 +231,7 @@ class PredictWidget(DockBase):
             tooltip="'as trained' sizes each window like the model's training patches",
         )
         self._cache = FileEdit(label="cache folder", mode=FileDialogMode.EXISTING_DIRECTORY)
-        self._cache.value = DEFAULT_CACHE
+        self._cache.value = self.session.prediction_dir
         self._predict_button = PushButton(text="Predict")
         self._predict_button.changed.connect(self._on_predict)
         self.display = PredictionDisplay(napari_viewer, self._runner)
@@ -230,10 +246,19 @@ class PredictWidget(DockBase):
                 self._cache,
                 self._predict_button,
                 self._cancel_button,
+                self._progress,
                 self._status,
             ]
         )
         self.reset_choices()
+
+    def reset_choices(self, *args: Any) -> None:
+        super().reset_choices(*args)
+        # prefilled with the checkpoint just fine-tuned in this viewer
+        if hasattr(self, "_checkpoint") and optional_path(self._checkpoint) is None:
+            last = self.session.last("finetune")
+            if last is not None:
+                self._checkpoint.value = last
 
     @property
     def predict_button(self) -> PushButton:
@@ -258,7 +283,6 @@ class PredictWidget(DockBase):
         layer = self._slide.value
         if layer is None:
             raise WsiSslError("open a slide first: predictions are computed on a slide")
-        slide = slide_geometry(layer)
         checkpoint = optional_path(self._checkpoint)
         nuclei = str(self._nuclei.value)
         nuclei_ckpt = optional_path(self._nuclei_checkpoint)
@@ -266,16 +290,13 @@ class PredictWidget(DockBase):
             raise WsiSslError("choose a checkpoint, or ask for nuclei")
         if nuclei == "model" and nuclei_ckpt is None:
             raise WsiSslError("choose a nuclei checkpoint, or the classical nuclei")
-        box = region_box(self._region.value, slide)
-        region = None if box is None else (box[0], box[1], box[2] - box[0], box[3] - box[1])
-        return PredictRequest(
-            slide=slide,
-            checkpoint=checkpoint,
-            out_dir=Path(str(self._cache.value)).expanduser(),
+        return predict_request(
+            layer,
+            checkpoint,
+            Path(str(self._cache.value)).expanduser(),
+            region_layer=self._region.value,
             nuclei=nuclei,
             nuclei_checkpoint=nuclei_ckpt,
-            region_xywh=region,
-            visible_first=visible_box_level0(layer),
             tile_size=int(self._tile.value) or None,
         )
 
@@ -292,9 +313,14 @@ class PredictWidget(DockBase):
     def _on_event(self, event: Any) -> None:
         self.display.handle(event)
         if isinstance(event, TilesDone) and event.total:
-            self.set_progress_status(f"{event.done}/{event.total} tiles")
+            self.set_progress_status(f"predicting: {event.done}/{event.total} tiles")
 
     def _on_done(self, outcome: Outcome) -> None:
+        weak = self.display.last_warning
         if outcome.ok and self.display.store is not None:
-            self.set_status(f"cached in {self.display.store}")
+            self.set_status(f"done in {outcome.seconds:.0f} s; cached in {self.display.store}")
+            if weak is not None:
+                self.set_status(f"done in {outcome.seconds:.0f} s; {weak}")
+                show_warning(weak)
+                return
             show_info(f"Prediction finished: {', '.join(self.display.layers)}")

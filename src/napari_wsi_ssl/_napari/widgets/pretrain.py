@@ -1,7 +1,4 @@
-"""The "Pretrain" dock: self-supervised pretraining on the open slides, with a live loss curve.
-
-It also holds the "New annotation layer" button, since annotating is the step that follows.
-"""
+"""The "Pretrain" dock: self-supervised pretraining on the open slides, with a live loss curve."""
 
 from __future__ import annotations
 
@@ -22,18 +19,14 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_error, show_info
 
-from ...errors import WsiSslError
 from ...events import CancelToken, Preview, Progress
-from ._annotations import is_slide_layer, new_annotation_layer, slide_layers
+from ._annotations import is_slide_layer, slide_layers
 from ._base import DockBase, layer_choices, optional_path, preload_compute
 from ._plot import CurveCanvas, ImageStrip, plot_progress
 from ._worker import Outcome
 
 PRESETS = ("resnet34-ae", "unet-resnet34")
 BUDGET_UNITS = ("epochs", "minutes", "steps")
-DEFAULT_DIR = Path.home() / ".cache" / "napari-wsi-ssl" / "checkpoints"
-#: The most recent checkpoints, by kind ("pretrain", "finetune"), so other docks can offer them.
-RECENT: dict[str, Path] = {}
 
 
 @dataclass(frozen=True)
@@ -55,13 +48,6 @@ def pretrain_run(settings: PretrainSettings, cancel: CancelToken) -> Generator[A
     """The training generator for ``settings`` (built on the GUI thread, run in the worker)."""
     from ...training import PretrainConfig, pretrain
 
-    budget: dict[str, Any] = {"epochs": None, "steps": None, "minutes": None}
-    if settings.budget_unit == "minutes":
-        budget["minutes"] = float(settings.budget)
-    elif settings.budget_unit == "steps":
-        budget["steps"] = max(1, int(settings.budget))
-    else:
-        budget["epochs"] = max(1, int(settings.budget))
     config = PretrainConfig(
         preset=settings.preset,
         width=settings.width,
@@ -69,10 +55,22 @@ def pretrain_run(settings: PretrainSettings, cancel: CancelToken) -> Generator[A
         patch_size=settings.patch_size,
         batch_size=settings.batch_size,
         preview_every=10,
-        **budget,
+        **budget_fields(settings.budget, settings.budget_unit),
     )
     result: Path = yield from pretrain(list(settings.sources), config, settings.out, cancel=cancel)
     return result
+
+
+def budget_fields(budget: float, unit: str) -> dict[str, Any]:
+    """The dock's budget value and unit as a training config's ``epochs``/``steps``/``minutes``."""
+    fields: dict[str, Any] = {"epochs": None, "steps": None, "minutes": None}
+    if unit == "minutes":
+        fields["minutes"] = float(budget)
+    elif unit == "steps":
+        fields["steps"] = max(1, int(budget))
+    else:
+        fields["epochs"] = max(1, int(budget))
+    return fields
 
 
 class PretrainWidget(DockBase):
@@ -108,22 +106,16 @@ class PretrainWidget(DockBase):
         self._budget = FloatSpinBox(label="budget", value=2, min=0.1, max=100_000, step=1)
         self._unit = ComboBox(label="unit", choices=list(BUDGET_UNITS), value="epochs")
         self._batch = SpinBox(label="batch size", value=8, min=1, max=512)
-        self._out = FileEdit(label="checkpoint", mode=FileDialogMode.OPTIONAL_FILE, filter="*.pt")
-        self._out.value = DEFAULT_DIR / "pretrained.pt"
+        self._out = FileEdit(
+            label="checkpoint",
+            mode=FileDialogMode.OPTIONAL_FILE,
+            filter="*.pt",
+            tooltip="empty: a new file named after the slide and the time",
+        )
         self._pretrain_button = PushButton(text="Pretrain")
         self._pretrain_button.changed.connect(self._on_pretrain)
         self._loss = CurveCanvas(("loss",))
         self._preview = ImageStrip()
-        self._annotate_slide = ComboBox(
-            label="slide", choices=layer_choices(napari_viewer, is_slide_layer)
-        )
-        self._annotate_downsample = ComboBox(
-            label="downsample",
-            choices=[("auto", 0), ("1", 1), ("2", 2), ("4", 4), ("8", 8), ("16", 16), ("32", 32)],
-            value=0,
-        )
-        self._annotate_button = PushButton(text="New annotation layer")
-        self._annotate_button.changed.connect(self._on_new_annotation)
         budget_row = Container(
             widgets=[self._budget, self._unit], layout="horizontal", labels=False
         )
@@ -141,16 +133,12 @@ class PretrainWidget(DockBase):
                 self._out,
                 self._pretrain_button,
                 self._cancel_button,
+                self._progress,
                 self._status,
             ]
         )
         self.native.layout().addWidget(self._loss)
         self.native.layout().addWidget(self._preview)
-        annotate = Container(
-            widgets=[self._annotate_slide, self._annotate_downsample, self._annotate_button],
-            label="annotate",
-        )
-        self.append(annotate)
         self.last_checkpoint: Path | None = None
         self.reset_choices()
 
@@ -158,14 +146,6 @@ class PretrainWidget(DockBase):
     @property
     def pretrain_button(self) -> PushButton:
         return self._pretrain_button
-
-    @property
-    def cancel_button(self) -> PushButton:
-        return self._cancel_button
-
-    @property
-    def annotation_button(self) -> PushButton:
-        return self._annotate_button
 
     @property
     def loss_canvas(self) -> CurveCanvas:
@@ -200,10 +180,18 @@ class PretrainWidget(DockBase):
         layers = list(self._slides.value) or slide_layers(self._viewer)
         return tuple(Path(layer.metadata["slide_path"]) for layer in layers)
 
+    def _checkpoint_out(self, sources: tuple[Path, ...]) -> Path:
+        chosen = optional_path(self._out)
+        if chosen is not None:
+            return chosen
+        stem = sources[0].name if len(sources) == 1 else f"{len(sources)}-slides"
+        return self.session.new_checkpoint("pretrain", stem if sources else "slides")
+
     def settings(self) -> PretrainSettings:
-        """The fields as plain values."""
+        """The fields as plain values (an empty checkpoint field: a new, dated file)."""
+        sources = self._sources()
         return PretrainSettings(
-            sources=self._sources(),
+            sources=sources,
             preset=str(self._preset.value),
             mpp=float(self._mpp.value),
             patch_size=int(self._patch.value),
@@ -211,7 +199,7 @@ class PretrainWidget(DockBase):
             budget=float(self._budget.value),
             budget_unit=str(self._unit.value),
             batch_size=int(self._batch.value),
-            out=Path(str(self._out.value)).expanduser(),
+            out=self._checkpoint_out(sources),
         )
 
     def _on_pretrain(self, *_: Any) -> None:
@@ -238,33 +226,13 @@ class PretrainWidget(DockBase):
 
     def _on_done(self, outcome: Outcome) -> None:
         self._loss.flush()
-        if outcome.value is not None or outcome.cancelled:
-            path = Path(outcome.value) if outcome.value is not None else self.settings().out
-            if path.exists():
-                self.last_checkpoint = path
-                RECENT["pretrain"] = path
-                self.set_status(f"checkpoint: {path}")
-                if outcome.ok:
-                    show_info(f"Pretraining finished: {path}")
-                return
-        if outcome.error is not None:
-            self.set_status(f"stopped: {outcome.error}")
-
-    def _on_new_annotation(self, *_: Any) -> None:
-        slide = self._annotate_slide.value
-        if slide is None:
-            layers = slide_layers(self._viewer)
-            slide = layers[0] if layers else None
-        if slide is None:
-            show_error("Open a slide first: the annotation layer is laid over it.")
+        path = Path(outcome.value) if outcome.value is not None else None
+        if path is None or not path.exists():
+            return  # the status line says failed (or cancelled before anything was saved)
+        self.last_checkpoint = path
+        self.session.remember("pretrain", path)
+        if outcome.cancelled:
+            self.set_status(f"cancelled after {outcome.seconds:.0f} s; checkpoint so far: {path}")
             return
-        try:
-            layer = new_annotation_layer(
-                self._viewer, slide, downsample=int(self._annotate_downsample.value) or None
-            )
-        except WsiSslError as exc:
-            show_error(str(exc))
-            return
-        show_info(
-            f"Paint tumour (label 1) and normal tissue (label 2) on {layer.name!r}, then Fine-tune."
-        )
+        self.set_status(f"done in {outcome.seconds:.0f} s; checkpoint: {path}")
+        show_info(f"Pretraining finished: {path}")
