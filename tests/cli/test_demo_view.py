@@ -45,9 +45,14 @@ def test_demo_writes_every_output(demo_out: Path, capsys: pytest.CaptureFixture[
     result = json.loads((demo_out / "result.json").read_text())
     for key in ("slide", "pretrained", "checkpoint", "prediction"):
         assert Path(result[key]).exists(), key
-    root = zarr.open_group(result["prediction"], mode="r")
-    assert {"tumour", "nuclei"} <= set(root.group_keys())
-    labels = np.asarray(root["nuclei"]["0"])
+    # fast mode: a head on the slide's feature cache made the tumour map, from a few strokes
+    assert 0 < result["strokes"]["labelled_fraction"] < 0.1
+    tumour_store, nuclei_store = (Path(p) for p in result["stores"])
+    assert Path(result["prediction"]) == nuclei_store
+    root = zarr.open_group(str(tumour_store), mode="r")
+    assert "tumour" in root and "uncertainty" in root
+    nuclei_root = zarr.open_group(str(nuclei_store), mode="r")
+    labels = np.asarray(nuclei_root["nuclei"]["0"])
     assert labels.max() > 10, "the classical nuclei found nuclei"
     # the metrics are computed against the generator's ground truth and lie in [0, 1]
     assert set(result["metrics"]) == {"tumour_dice", "tumour_miou", "nuclei_aji"}
@@ -87,6 +92,9 @@ def test_view_screenshot_shows_the_overlays(demo_out: Path, tmp_path: Path) -> N
     assert proc.returncode == 0, proc.stderr[-2000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["layers"] == ["Metastasis probability", "Nuclei"]
+    # the Predict dock is shown with the checkpoint that made the map
+    result = json.loads((demo_out / "result.json").read_text())
+    assert info["checkpoint"] == result["checkpoint"]
     from PIL import Image
 
     rgb = np.asarray(Image.open(shot).convert("RGB"))
@@ -98,6 +106,18 @@ def test_view_screenshot_shows_the_overlays(demo_out: Path, tmp_path: Path) -> N
     centre = rgb[h // 4 : 3 * h // 4, w // 3 : 2 * w // 3]
     bright = (centre.max(axis=-1) > 100).mean()
     assert bright > 0.25, f"only {bright:.0%} of the canvas centre shows the slide"
+
+
+def test_demo_strokes_are_few_and_true() -> None:
+    from napari_wsi_ssl.cli.demo import demo_strokes
+
+    mask = np.full((400, 400), 2, np.uint8)
+    mask[100:250, 120:300] = 1
+    strokes = demo_strokes(mask, 5, seed=1)
+    painted = strokes > 0
+    assert set(np.unique(strokes)) == {0, 1, 2}
+    assert (strokes[painted] == mask[painted]).all(), "a stroke crossed into another class"
+    assert painted.mean() < 0.05
 
 
 def test_demo_bad_slide_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,16 +12,22 @@ from ..errors import WsiSslError
 DOCKS = ("Pretrain", "Fine-tune", "Predict", "Evaluate", "Export")
 
 
-def _describe(folder: Path, store: Path | None) -> tuple[Path, Path | None]:
-    """The slide and prediction store of a demo folder (``result.json``) or of a slide path."""
+def _describe(folder: Path, store: Path | None) -> tuple[Path, list[Path], Path | None]:
+    """The slide, the prediction stores and the checkpoint of a demo folder (``result.json``),
+    or a slide path and the store given."""
+    stores = [store] if store is not None else []
     if folder.is_dir() and (folder / "result.json").is_file():
         result = json.loads((folder / "result.json").read_text())
         slide = _locate(Path(result["slide"]), folder)
-        if store is None and result.get("prediction"):
-            store = _locate(Path(result["prediction"]), folder)
-        return slide, store
+        if not stores:
+            named = result.get("stores") or (
+                [result["prediction"]] if result.get("prediction") else []
+            )
+            stores = [_locate(Path(p), folder) for p in named]
+        checkpoint = result.get("checkpoint")
+        return slide, stores, _locate(Path(checkpoint), folder) if checkpoint else None
     if folder.exists():
-        return folder, store
+        return folder, stores, None
     raise WsiSslError("no such folder or slide", folder, "give a demo output folder or a slide")
 
 
@@ -47,16 +53,19 @@ def open_result(
     from .widgets._annotations import slide_geometry
     from .widgets._layers import show_store
 
-    slide, store_path = _describe(Path(folder), Path(store) if store else None)
+    slide, stores, checkpoint = _describe(Path(folder), Path(store) if store else None)
     viewer = napari.Viewer(title=f"napari-wsi-ssl: {slide.name}", show=True)
     viewer.window._qt_window.resize(1500, 950)  # before reset_view, so the slide fills the canvas
     layers = viewer.open(slide, plugin="napari-wsi-ssl")
     shown: dict[str, Any] = {}
-    if store_path is not None and store_path.exists():
-        shown = show_store(viewer, store_path, slide_geometry(layers[0]))
-    # the Predict dock last, so that it is the tab in front
+    for store_path in stores:
+        if store_path.exists():
+            shown.update(show_store(viewer, store_path, slide_geometry(layers[0])))
+    # the Predict dock last, so that it is the tab in front, with the checkpoint that made the map
     for name in sorted(DOCKS, key=lambda n: n == "Predict"):
-        viewer.window.add_plugin_dock_widget("napari-wsi-ssl", name, tabify=True)
+        _, widget = viewer.window.add_plugin_dock_widget("napari-wsi-ssl", name, tabify=True)
+    if checkpoint is not None and checkpoint.exists():
+        widget.set_fields(checkpoint=str(checkpoint))
     viewer.layers.selection.active = layers[0]  # the slide's controls, not a brush's
     from qtpy.QtWidgets import QApplication
 
@@ -64,7 +73,9 @@ def open_result(
     viewer.reset_view()
     info = {
         "slide": str(slide),
-        "store": str(store_path) if store_path else None,
+        "store": str(stores[-1]) if stores else None,
+        "stores": [str(p) for p in stores],
+        "checkpoint": str(checkpoint) if checkpoint else None,
         "layers": list(shown),
     }
     if screenshot is None:

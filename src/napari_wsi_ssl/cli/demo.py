@@ -1,8 +1,10 @@
 """``wsi-ssl demo``: the whole user's path, headless, on the synthetic slide or a given one.
 
-synth -> pretrain -> fine-tune from the ground-truth mask (standing in for brush strokes) ->
-predict the tumour map and nuclei -> evaluate against the ground truth -> export -> a napari
-screenshot. Everything lands in one folder, described by ``result.json``, which
+synth -> pretrain -> fine-tune from strokes drawn out of the ground-truth mask (standing in for
+brush strokes) -> the tumour map and nuclei -> evaluate against the ground truth -> export -> a
+napari screenshot. The default fine-tuning is the GUI's fast mode (the slide's feature cache and a
+light head); ``--mode full`` runs the papers' full fine-tuning instead. Budgets are in steps, so
+the result does not depend on how busy the machine is. Everything lands in one folder, described by ``result.json``, which
 ``wsi-ssl view`` opens.
 """
 
@@ -14,14 +16,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..vocab import Budget, BudgetUnit, Mode, Preset, Task
 
 
-def _budget(steps: int | None, minutes: float) -> Budget:
-    """A step budget when one is given, else the minutes (which have a default)."""
-    if steps is not None:
-        return Budget(steps, BudgetUnit.STEPS.value)
-    return Budget(minutes, BudgetUnit.MINUTES.value)
+def _budget(steps: int, minutes: float | None) -> Budget:
+    """The minutes when they are given, else the steps (which have a default)."""
+    if minutes is not None:
+        return Budget(minutes, BudgetUnit.MINUTES.value)
+    return Budget(steps, BudgetUnit.STEPS.value)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,10 +39,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mpp", type=float, default=2.0, help="working resolution (µm/px)")
     parser.add_argument("--patch-size", type=int, default=128)
     parser.add_argument("--width", type=int, default=16, help="model width (64 is full ResNet34)")
-    parser.add_argument("--pretrain-minutes", type=float, default=1.0, help="pretraining budget")
-    parser.add_argument("--finetune-minutes", type=float, default=1.5, help="fine-tuning budget")
-    parser.add_argument("--pretrain-steps", type=int, help="a step budget instead of minutes")
-    parser.add_argument("--finetune-steps", type=int, help="a step budget instead of minutes")
+    parser.add_argument(
+        "--mode",
+        choices=("fast", "full"),
+        default="fast",
+        help="fast: feature cache and light head (the GUI's default); full: the papers' fine-tuning",
+    )
+    parser.add_argument(
+        "--strokes", type=int, default=12, help="strokes per class drawn from --mask"
+    )
+    parser.add_argument("--pretrain-steps", type=int, default=150, help="pretraining budget")
+    parser.add_argument("--finetune-steps", type=int, default=300, help="--mode full budget")
+    parser.add_argument("--pretrain-minutes", type=float, help="a time budget instead of steps")
+    parser.add_argument("--finetune-minutes", type=float, help="a time budget instead of steps")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-screenshot", action="store_true", help="skip demo.png")
 
@@ -95,53 +108,86 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         pretrained = drive(pretrain([slide_path], pre_cfg, ckpt_dir / "pretrained.pt"), "pretrain")
     result["pretrained"] = str(Path(pretrained).resolve())
 
-    # 3. fine-tuning from the mask (the brush strokes of the GUI)
+    # 3. fine-tuning from strokes drawn out of the mask (the brush strokes of the GUI)
     model_path = None
+    stores: list[Path] = []
     if mask_path is not None:
         data = FinetuneData.from_mask_file(slide_path, mask_path)
-        ft_cfg = FinetuneConfig(
-            task=Task.SEGMENT.value,
-            mode=Mode.FULL.value,
-            preset=Preset.UNET_RESNET34.value,
-            width=args.width,
-            batch_size=8,
-            budget=_budget(args.finetune_steps, args.finetune_minutes),
-            num_patches=512,
-            device=args.device,
-            preview_every=10**9,
-        )
-        with step("finetune"):
-            model_path = drive(
-                finetune(data, ft_cfg, ckpt_dir / "finetuned.pt", init=pretrained), "fine-tune"
+        assert data.labels is not None
+        labels = demo_strokes(data.labels, args.strokes, seed=args.seed)
+        result["strokes"] = {
+            "per_class": args.strokes,
+            "labelled_fraction": round(float((labels > 0).mean()), 4),
+        }
+        if args.mode == "fast":
+            from ..features import fast_finetune
+
+            with step("finetune"):
+                fast = drive(
+                    fast_finetune(
+                        slide_path,
+                        labels,
+                        data.labels_downsample,
+                        pretrained,
+                        ckpt_dir,
+                        head_path=ckpt_dir / "head.pt",
+                        cache_dir=out / "predictions",
+                    ),
+                    "fine-tune (fast)",
+                )
+            model_path, tumour_store = fast.head, fast.store
+            stores.append(Path(tumour_store))
+            result["fast_seconds"] = {k: round(v, 2) for k, v in fast.seconds.items()}
+        else:
+            ft_cfg = FinetuneConfig(
+                task=Task.SEGMENT.value,
+                mode=Mode.FULL.value,
+                preset=Preset.UNET_RESNET34.value,
+                width=args.width,
+                batch_size=8,
+                budget=_budget(args.finetune_steps, args.finetune_minutes),
+                num_patches=512,
+                device=args.device,
+                preview_every=10**9,
             )
+            strokes = FinetuneData.from_arrays(slide_path, labels, data.labels_downsample)
+            with step("finetune"):
+                model_path = drive(
+                    finetune(strokes, ft_cfg, ckpt_dir / "finetuned.pt", init=pretrained),
+                    "fine-tune",
+                )
         result["checkpoint"] = str(Path(model_path).resolve())
     else:
         _say("no --mask given: skipping fine-tuning and the tumour map")
 
-    # 4. whole-slide prediction: tumour map and nuclei
+    # 4. whole-slide prediction: the tumour map (full mode; fast mode has it already) and nuclei
     from ..inference import PredictConfig, predict_slide
 
     with step("predict"):
+        full_model = model_path if args.mode == "full" else None
         store = drive(
             predict_slide(
                 slide_path,
-                model_path,
+                full_model,
                 out / "predictions",
                 PredictConfig(nuclei=True, device=args.device, batch_size=16),
             ),
             "predict",
         )
+    stores.append(Path(store))
     result["prediction"] = str(Path(store).resolve())
+    result["stores"] = [str(p.resolve()) for p in stores]
+    tumour_store = stores[0] if model_path is not None else None
 
     # 5. evaluation against the ground truth
     if truth is not None:
         with step("evaluate"):
-            result["metrics"] = _evaluate(store, truth, out)
+            result["metrics"] = _evaluate(tumour_store, Path(store), truth)
         _say("metrics: " + ", ".join(f"{k} {v:.3f}" for k, v in result["metrics"].items()))
 
     # 6. exports
     with step("export"):
-        result["exports"] = _export(store, out / "exports", has_tumour=model_path is not None)
+        result["exports"] = _export(tumour_store, Path(store), out / "exports")
 
     # 7. the napari screenshot
     (out / "result.json").write_text(json.dumps(result, indent=2))
@@ -180,7 +226,34 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def _evaluate(store: Path, syn: Any, out: Path) -> dict[str, float]:
+def demo_strokes(mask: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
+    """Brush strokes drawn from a full mask (1 tumour, 2 normal, 0 unknown): ``per_class`` discs
+    of each class, each well inside its class, the rest of the slide left unlabelled."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    out = np.zeros_like(mask, dtype=np.uint8)
+    radius = max(2, min(mask.shape) // 80)
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    disc = yy**2 + xx**2 <= radius**2
+    for value in (1, 2):
+        inside = ndimage.binary_erosion(mask == value, disc, iterations=1)
+        ys, xs = np.nonzero(inside)
+        if len(ys) == 0:
+            ys, xs = np.nonzero(mask == value)
+        for k in rng.choice(len(ys), size=min(per_class, len(ys)), replace=False):
+            y, x = ys[k], xs[k]
+            sy = slice(max(0, y - radius), y + radius + 1)
+            sx = slice(max(0, x - radius), x + radius + 1)
+            d = disc[
+                sy.start - y + radius : sy.stop - y + radius,
+                sx.start - x + radius : sx.stop - x + radius,
+            ]
+            out[sy, sx][d & (mask[sy, sx] == value)] = value
+    return out
+
+
+def _evaluate(tumour_store: Path | None, nuclei_store: Path, syn: Any) -> dict[str, float]:
     """Dice of the tumour map and AJI of the nuclei against the synthetic ground truth."""
     import numpy as np
     import zarr
@@ -191,13 +264,13 @@ def _evaluate(store: Path, syn: Any, out: Path) -> dict[str, float]:
     from ..synthetic import read_nuclei_labels, read_tumour_mask
 
     metrics: dict[str, float] = {}
-    root = zarr.open_group(str(store), mode="r")
-    if "tumour" in root:
+    if tumour_store is not None:
         truth = read_tumour_mask(syn)
-        prob = map_on_mask_grid(store, truth.shape, syn.gt_downsample, (syn.mpp, syn.mpp))
+        prob = map_on_mask_grid(tumour_store, truth.shape, syn.gt_downsample, (syn.mpp, syn.mpp))
         seg = segmentation_metrics(truth.astype(np.int64), (prob >= 0.5).astype(np.int64))
         metrics["tumour_dice"] = float(seg["dice"])
         metrics["tumour_miou"] = float(seg["miou"])
+    root = zarr.open_group(str(nuclei_store), mode="r")
     if "nuclei" in root:
         # a central crop at level 0 keeps the comparison cheap on big slides
         size = min(1024, syn.size)
@@ -208,23 +281,26 @@ def _evaluate(store: Path, syn: Any, out: Path) -> dict[str, float]:
     return metrics
 
 
-def _export(store: Path, folder: Path, has_tumour: bool) -> dict[str, str]:
+def _export(tumour_store: Path | None, nuclei_store: Path, folder: Path) -> dict[str, str]:
     """Every export format, through the entry point of ``wsi-ssl export``."""
     from ..export import ExportSettings, export_store
 
     folder.mkdir(parents=True, exist_ok=True)
-    jobs = [("nuclei", "nuclei.geojson", False), ("nuclei", "nuclei.csv", False)]
-    jobs.append(("nuclei", "nuclei.ome.tif", False))
-    if has_tumour:
+    jobs = [
+        (nuclei_store, "nuclei", "nuclei.geojson", False),
+        (nuclei_store, "nuclei", "nuclei.csv", False),
+        (nuclei_store, "nuclei", "nuclei.ome.tif", False),
+    ]
+    if tumour_store is not None:
         jobs = [
-            ("tumour", "tumour_mask.ome.tif", False),
-            ("tumour", "tumour_mask.ome.zarr", False),
-            ("tumour", "tumour.geojson", False),
-            ("tumour", "tumour_probability.png", True),
+            (tumour_store, "tumour", "tumour_mask.ome.tif", False),
+            (tumour_store, "tumour", "tumour_mask.ome.zarr", False),
+            (tumour_store, "tumour", "tumour.geojson", False),
+            (tumour_store, "tumour", "tumour_probability.png", True),
             *jobs,
         ]
     written: dict[str, str] = {}
-    for layer, name, probability in jobs:
+    for store, layer, name, probability in jobs:
         result = export_store(
             store, folder / name, layer, settings=ExportSettings(values=probability)
         )
