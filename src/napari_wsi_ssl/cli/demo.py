@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..vocab import Budget, BudgetUnit, Mode, Preset, Task
+from ._pixels import add_slide_mpp, require_pixel_size
 
 
 def _budget(steps: int | None, minutes: float) -> Budget:
@@ -33,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=4096, help="synthetic slide size in px")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mpp", type=float, default=2.0, help="working resolution (µm/px)")
+    add_slide_mpp(parser)
     parser.add_argument("--patch-size", type=int, default=128)
     parser.add_argument("--width", type=int, default=16, help="model width (64 is full ResNet34)")
     parser.add_argument("--pretrain-minutes", type=float, default=1.0, help="pretraining budget")
@@ -74,6 +76,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.slide.exists():
             raise WsiSslError("no such slide", args.slide)
         slide_path, mask_path = args.slide, args.mask
+    require_pixel_size([slide_path], args.slide_mpp)
     result["slide"] = str(Path(slide_path).resolve())
     _say(f"slide: {slide_path}")
 
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         preset=Preset.UNET_RESNET34.value,
         width=args.width,
         mpp=args.mpp,
+        slide_mpp=args.slide_mpp,
         patch_size=args.patch_size,
         batch_size=8,
         budget=_budget(args.pretrain_steps, args.pretrain_minutes),
@@ -98,7 +102,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # 3. fine-tuning from the mask (the brush strokes of the GUI)
     model_path = None
     if mask_path is not None:
-        data = FinetuneData.from_mask_file(slide_path, mask_path)
+        data = FinetuneData.from_mask_file(slide_path, mask_path, slide_mpp=args.slide_mpp)
         ft_cfg = FinetuneConfig(
             task=Task.SEGMENT.value,
             mode=Mode.FULL.value,
@@ -127,7 +131,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 slide_path,
                 model_path,
                 out / "predictions",
-                PredictConfig(nuclei=True, device=args.device, batch_size=16),
+                PredictConfig(
+                    nuclei=True, device=args.device, batch_size=16, slide_mpp=args.slide_mpp
+                ),
             ),
             "predict",
         )
