@@ -72,9 +72,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         region = Rect.from_xywh(*args.region) if args.region else None
         working = args.mpp if args.mpp is not None else checkpoint_mpp(args.init)
         require_pixel_size([args.slide], args.slide_mpp, needed=working is not None)
-        data = FinetuneData.from_mask_file(
-            args.slide, args.mask, region, slide_mpp=args.slide_mpp
-        )
+        data = FinetuneData.from_mask_file(args.slide, args.mask, region, slide_mpp=args.slide_mpp)
     elif args.patches:
         data = FinetuneData.from_patches(args.patches)
     else:
