@@ -93,7 +93,8 @@ def rasterise_features(
 ) -> np.ndarray:
     """Fill each feature's polygons with ``value_of(index, feature)`` on a (h, w) grid.
 
-    ``None`` skips a feature; holes are cleared to 0; later features paint over earlier ones.
+    ``None`` skips a feature; a polygon's holes keep what lay under them; later features paint
+    over earlier ones.
     """
     from skimage.draw import polygon as draw_polygon
 
@@ -106,16 +107,35 @@ def rasterise_features(
         if value is None:
             continue
         for rings in polys:
-            for i, ring in enumerate(rings or []):
-                xy = np.asarray(ring, dtype=np.float64)
-                if xy.ndim != 2 or len(xy) < 3:
-                    continue
-                # level-0 coordinates to pixel-centre indices of the grid
-                cols = (xy[:, 0] - offset[0]) / downsample - 0.5
-                rows = (xy[:, 1] - offset[1]) / downsample - 0.5
-                rr, cc = draw_polygon(rows, cols, shape)
-                out[rr, cc] = value if i == 0 else 0
+            grid = [_on_grid(ring, downsample, offset) for ring in rings or []]
+            if not grid or grid[0] is None:
+                continue
+            outer = grid[0]
+            r0 = max(0, int(np.floor(outer[0].min())))
+            c0 = max(0, int(np.floor(outer[1].min())))
+            r1 = min(shape[0], int(np.ceil(outer[0].max())) + 1)
+            c1 = min(shape[1], int(np.ceil(outer[1].max())) + 1)
+            if r1 <= r0 or c1 <= c0:
+                continue
+            inside = np.zeros((r1 - r0, c1 - c0), bool)
+            for i, ring in enumerate(grid):
+                if ring is not None:
+                    rr, cc = draw_polygon(ring[0] - r0, ring[1] - c0, inside.shape)
+                    inside[rr, cc] = i == 0
+            out[r0:r1, c0:c1][inside] = value
     return out
+
+
+def _on_grid(
+    ring: Any, downsample: float, offset: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """A ring's level-0 ``(x, y)`` points as (rows, cols) pixel-centre indices of the grid."""
+    xy = np.asarray(ring, dtype=np.float64)
+    if xy.ndim != 2 or len(xy) < 3:
+        return None
+    cols = (xy[:, 0] - offset[0]) / downsample - 0.5
+    rows = (xy[:, 1] - offset[1]) / downsample - 0.5
+    return rows, cols
 
 
 def read_qupath_geojson(
