@@ -42,10 +42,10 @@ def write_nuclei_csv(
     rgb_or_hema: Any,
     mpp: MppLike,
     *,
-    downsample: float = 1.0,
-    offset: tuple[float, float] = (0.0, 0.0),
-    tumour: tuple[Any, float, tuple[float, float]] | None = None,
     rows: list[dict[str, Any]] | None = None,
+    tumour: tuple[Any, float, tuple[float, float]] | None = None,
+    offset: tuple[float, float] = (0.0, 0.0),
+    downsample: float = 1.0,
 ) -> Path:
     """Write one row per nucleus: id, centroid, area, perimeter, eccentricity, haematoxylin,
     and with ``tumour`` the tumour probability at the centroid and the call.
