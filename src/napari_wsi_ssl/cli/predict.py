@@ -148,11 +148,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+#: Options of the command line itself, not of the prediction: left out of the report
+FRONT = ("json", "debug", "command", "report")
+
+
 def _reports(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     """Write the slide report beside each store that was written."""
     from ..evaluation.report_slide import write_slide_report
 
     for r in results:
         if r["store"] and not r["error"]:
-            settings = {k: v for k, v in vars(args).items() if not k.startswith("_")}
+            settings = {
+                k: v for k, v in vars(args).items() if not k.startswith("_") and k not in FRONT
+            }
             r["report"] = str(write_slide_report(r["store"], settings=settings)["json"])
