@@ -100,6 +100,16 @@ def test_the_whole_path_on_an_svs_without_pixel_size(
     assert code == 0, err
     assert json.loads(out.splitlines()[-1])["classes"][1:] == ["Tumor", "Normal"]
 
+    # evaluation against the truth mask predicts too: the same rule
+    args = ["evaluate", "--model", ft, "--slide", svs, "--mask", synthetic.tumour_mask]
+    args += ["-o", tmp_path / "eval", "--bootstrap", "10", "--device", "cpu"]
+    code, _, err = _run(capsys, *args)
+    assert code == 2
+    _one_line(err, str(svs), "no pixel size in the file", "pass --slide-mpp 0.5")
+    code, out, err = _run(capsys, *args, "--slide-mpp", "0.5", "--json")
+    assert code == 0, err
+    assert 0 <= json.loads(out.splitlines()[-1])["miou"] <= 1
+
     # prediction, with nuclei and the report
     preds = tmp_path / "preds"
     args = ["predict", svs, "--model", ft, "-o", preds, "--region", "256,256,1024,1024"]
