@@ -169,3 +169,14 @@ def test_napari_writers_state_units_only_when_known(
                 assert _zarr_units(out) == ["micrometer", "micrometer"]
             elif fmt == "csv":
                 assert _csv_header(out)[1] == "centroid_x_um"
+
+
+def test_slide_report_without_pixel_size_speaks_in_pixels(nompp: tuple[Path, Path]) -> None:
+    from napari_wsi_ssl.evaluation.report_slide import write_slide_report
+
+    _, store = nompp
+    report = write_slide_report(store)["report"]
+    assert report["mpp"] is None
+    assert report["tissue_area_px2"] > 0 and "tumour_area_px2" in report
+    assert "nuclei_density_inside_per_px2" in report
+    assert not any(key.endswith(("_mm2", "per_mm2")) for key in report)
