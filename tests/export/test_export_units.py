@@ -77,7 +77,7 @@ def _check_unknown_unit(out: Path, fmt: str, slide_size: int = 1024) -> None:
     elif fmt == "csv":
         header = _csv_header(out)
         assert header[:4] == ["id", "centroid_x_px", "centroid_y_px", "area_px2"]
-        assert not any("um" in h for h in header)
+        assert not any(h.endswith(("_um", "_um2")) for h in header)
 
 
 def test_cli_exports_of_a_slide_without_pixel_size(nompp, tmp_path: Path, capsys) -> None:
@@ -96,7 +96,7 @@ def test_cli_exports_of_a_slide_without_pixel_size(nompp, tmp_path: Path, capsys
     _check_unknown_unit(out, "csv")
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["nuclei"] > 5
     # a pixel size given: micrometres everywhere
-    given = ["--mpp", "0.5"]
+    given = ["--slide-mpp", "0.5"]
     assert main(["export", str(store), "-o", str(tmp_path / "m.ome.tif"), *given]) == 0
     assert 'PhysicalSizeX="0.5"' in _ome_physical(tmp_path / "m.ome.tif")
     assert main(["export", str(store), "-o", str(tmp_path / "m.ome.zarr"), *given]) == 0
@@ -169,3 +169,14 @@ def test_napari_writers_state_units_only_when_known(
                 assert _zarr_units(out) == ["micrometer", "micrometer"]
             elif fmt == "csv":
                 assert _csv_header(out)[1] == "centroid_x_um"
+
+
+def test_slide_report_without_pixel_size_speaks_in_pixels(nompp: tuple[Path, Path]) -> None:
+    from napari_wsi_ssl.evaluation.report_slide import write_slide_report
+
+    _, store = nompp
+    report = write_slide_report(store)["report"]
+    assert report["mpp"] is None
+    assert report["tissue_area_px2"] > 0 and "tumour_area_px2" in report
+    assert "nuclei_density_inside_per_px2" in report
+    assert not any(key.endswith(("_mm2", "per_mm2")) for key in report)

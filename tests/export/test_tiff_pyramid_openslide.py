@@ -84,7 +84,7 @@ def test_cli_export_of_a_mask_image_opens_in_openslide(mask: np.ndarray, tmp_pat
     source = tmp_path / "mask.tif"
     tifffile.imwrite(source, mask)
     out = tmp_path / "out.ome.tif"
-    assert main(["export", str(source), "-o", str(out), "--mpp", "0.5", "--json"]) == 0
+    assert main(["export", str(source), "-o", str(out), "--slide-mpp", "0.5", "--json"]) == 0
     with openslide.OpenSlide(str(out)) as slide:
         assert slide.level_count > 1
         assert float(slide.properties[openslide.PROPERTY_NAME_MPP_X]) == pytest.approx(0.5)

@@ -149,17 +149,17 @@ def test_slide_without_mpp(cli, small_slide, tiny_ckpt: Path, tmp_path: Path) ->
     args += ["--region", "0,0,256,256"]
     result = cli(*args)
     assert result.code == 2
-    line = assert_one_line_error(result.err, str(path), "no mpp")
-    assert "--mpp" in line
-    # giving the slide's mpp is the way out
-    result = cli(*args, "--mpp", "0.5", "--json")
+    line = assert_one_line_error(result.err, str(path), "no pixel size in the file")
+    assert "it looks like about" in line and "--slide-mpp" in line
+    # giving the slide's pixel size is the way out
+    result = cli(*args, "--slide-mpp", "0.5", "--json")
     assert result.code == 0, result.err
     # pretraining at a working mpp says the same; at the native resolution it needs none
     out = tmp_path / "ae.pt"
     tiny = ["--preset", "resnet34-ae", "--width", "8", "--patch-size", "32", "--batch-size", "2"]
     result = cli("pretrain", path, "-o", out, "--mpp", "2", "--steps", "1", *tiny)
     assert result.code == 2
-    assert_one_line_error(result.err, str(path), "no mpp")
+    assert_one_line_error(result.err, str(path), "no pixel size in the file", "--slide-mpp")
     assert not out.exists()
 
 

@@ -23,6 +23,7 @@ FLAGS: dict[str, str] = {
     "preset": "--preset",
     "region": "--region",
     "seed": "--seed",
+    "slide_mpp": "--slide-mpp",
     "task": "--task",
     "width": "--width",
 }

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..vocab import Budget, BudgetUnit, Mode, Preset, Task
+from ._pixels import add_slide_mpp, require_pixel_size
 
 
 def _budget(steps: int, minutes: float | None) -> Budget:
@@ -37,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=4096, help="synthetic slide size in px")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mpp", type=float, default=2.0, help="working resolution (µm/px)")
+    add_slide_mpp(parser)
     parser.add_argument("--patch-size", type=int, default=128)
     parser.add_argument("--width", type=int, default=16, help="model width (64 is full ResNet34)")
     parser.add_argument(
@@ -87,6 +89,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.slide.exists():
             raise WsiSslError("no such slide", args.slide)
         slide_path, mask_path = args.slide, args.mask
+    require_pixel_size([slide_path], args.slide_mpp)
     result["slide"] = str(Path(slide_path).resolve())
     _say(f"slide: {slide_path}")
 
@@ -98,6 +101,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         preset=Preset.UNET_RESNET34.value,
         width=args.width,
         mpp=args.mpp,
+        slide_mpp=args.slide_mpp,
         patch_size=args.patch_size,
         batch_size=8,
         budget=_budget(args.pretrain_steps, args.pretrain_minutes),
@@ -112,7 +116,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model_path = None
     stores: list[Path] = []
     if mask_path is not None:
-        data = FinetuneData.from_mask_file(slide_path, mask_path)
+        data = FinetuneData.from_mask_file(slide_path, mask_path, slide_mpp=args.slide_mpp)
         assert data.labels is not None
         labels = demo_strokes(data.labels, args.strokes, seed=args.seed)
         result["strokes"] = {
@@ -120,7 +124,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "labelled_fraction": round(float((labels > 0).mean()), 4),
         }
         if args.mode == "fast":
-            from ..features import fast_finetune
+            from ..features import FeatureConfig, fast_finetune
 
             with step("finetune"):
                 fast = drive(
@@ -130,6 +134,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         data.labels_downsample,
                         pretrained,
                         ckpt_dir,
+                        FeatureConfig(slide_mpp=args.slide_mpp, device=args.device),
                         head_path=ckpt_dir / "head.pt",
                         cache_dir=out / "predictions",
                     ),
@@ -150,7 +155,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 device=args.device,
                 preview_every=10**9,
             )
-            strokes = FinetuneData.from_arrays(slide_path, labels, data.labels_downsample)
+            strokes = FinetuneData.from_arrays(
+                slide_path, labels, data.labels_downsample, slide_mpp=args.slide_mpp
+            )
             with step("finetune"):
                 model_path = drive(
                     finetune(strokes, ft_cfg, ckpt_dir / "finetuned.pt", init=pretrained),
@@ -170,7 +177,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 slide_path,
                 full_model,
                 out / "predictions",
-                PredictConfig(nuclei=True, device=args.device, batch_size=16),
+                PredictConfig(
+                    nuclei=True, device=args.device, batch_size=16, slide_mpp=args.slide_mpp
+                ),
             ),
             "predict",
         )

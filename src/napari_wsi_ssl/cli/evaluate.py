@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WsiSslError
+from ._pixels import add_slide_mpp, checkpoint_mpp, require_pixel_size
 
 # bulky entries that stay in report.json but not on the terminal
 _REPORT_ONLY = ("roc", "per_image")
@@ -46,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="µm per pixel of nuclei images (default: the model's, or estimated)",
     )
+    add_slide_mpp(parser)
     parser.add_argument(
         "--ignore-label",
         type=int,
@@ -84,11 +86,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise WsiSslError(
                 "--slide needs --model and --mask", hint="give the checkpoint and the tumour mask"
             )
+        from ..inference import PredictConfig
+
+        needed = checkpoint_mpp(args.model) is not None
+        require_pixel_size([args.slide], args.slide_mpp, needed)
         gen = report.iter_evaluate_slide_mask(
             args.model,
             args.slide,
             args.mask,
-            device=args.device,
+            config=PredictConfig(device=args.device, slide_mpp=args.slide_mpp),
             ignore_label=args.ignore_label,
             threshold=args.threshold,
             **common,

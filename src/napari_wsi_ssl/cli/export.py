@@ -18,6 +18,7 @@ from ..export import (
     format_of,
 )
 from ..inference.store import PredictionStore
+from ._pixels import add_slide_mpp
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,9 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --probability: float32 values in [0, 1] (OpenSlide cannot read them)",
     )
-    parser.add_argument(
-        "--mpp", type=float, default=None, help="µm/px of the slide, when the source has none"
-    )
+    add_slide_mpp(parser)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -59,7 +58,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         threshold=args.threshold, values=args.probability, float32=args.float32
     )
     if PredictionStore.is_store(source):
-        result = export_store(source, out, args.layer, settings=settings, mpp=args.mpp)
+        result = export_store(source, out, args.layer, settings=settings, mpp=args.slide_mpp)
     else:
         import tifffile
 
@@ -72,7 +71,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             out,
             arr if not labels else arr.astype(np.int32, copy=False),
             "labels" if labels else "mask",
-            Placement(mpp=None if args.mpp is None else (args.mpp, args.mpp)),
+            Placement(mpp=None if args.slide_mpp is None else (args.slide_mpp, args.slide_mpp)),
             name=args.layer,
             settings=settings,
             instances=labels,

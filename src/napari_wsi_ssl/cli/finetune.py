@@ -7,6 +7,7 @@ from typing import Any
 
 from ..geometry import Rect
 from ..vocab import Mode, Preset, Task
+from ._pixels import add_slide_mpp, checkpoint_mpp, require_pixel_size
 from .pretrain import add_budget, add_common, budget_of, drive_training
 
 #: The task each kind of data fits.
@@ -47,7 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --scratch",
     )
     parser.add_argument("--width", type=int, default=64, help="with --scratch")
-    parser.add_argument("--mpp", type=float, default=None)
+    parser.add_argument(
+        "--mpp", type=float, default=None, help="working resolution in µm/px (default: --init's)"
+    )
+    add_slide_mpp(parser)
     parser.add_argument("--patch-size", type=int, default=None)
     parser.add_argument("--label-fraction", type=float, default=1.0)
     parser.add_argument(
@@ -66,7 +70,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.mask:
             raise AnnotationError("--slide needs --mask MASK_OR_GEOJSON", args.slide)
         region = Rect.from_xywh(*args.region) if args.region else None
-        data = FinetuneData.from_mask_file(args.slide, args.mask, region)
+        working = args.mpp if args.mpp is not None else checkpoint_mpp(args.init)
+        require_pixel_size([args.slide], args.slide_mpp, needed=working is not None)
+        data = FinetuneData.from_mask_file(args.slide, args.mask, region, slide_mpp=args.slide_mpp)
     elif args.patches:
         data = FinetuneData.from_patches(args.patches)
     else:

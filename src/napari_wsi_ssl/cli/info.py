@@ -5,19 +5,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ._pixels import add_slide_mpp
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("slide", help="slide file or OME-Zarr folder")
-    parser.add_argument(
-        "--mpp", type=float, default=None, help="µm/px at level 0 (overrides the slide's)"
-    )
+    add_slide_mpp(parser)
     parser.add_argument("--no-tissue", action="store_true", help="skip the tissue fraction")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..slide import estimate_mpp, open_slide, tissue_mask
 
-    with open_slide(args.slide, mpp=args.mpp) as slide:
+    with open_slide(args.slide, mpp=args.slide_mpp) as slide:
         result = slide.info()
         estimate = estimate_mpp(slide) if slide.mpp is None else None
         result["mpp_estimate"] = None if estimate is None else estimate.mpp
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["tissue_mask_downsample"] = ds
     if not args.json:
         mpp = result["mpp"]
-        unknown = "unknown" if estimate is None else f"unknown ({estimate}; --mpp sets it)"
+        unknown = "unknown" if estimate is None else f"unknown ({estimate}; --slide-mpp sets it)"
         lines = [
             f"slide:            {result['path']}",
             f"format:           {result['vendor']} (read with {result['backend']})",

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import WsiSslError
 from ..geometry import Rect
+from ._pixels import add_slide_mpp, checkpoint_mpp, require_pixel_size
 from ._settings import with_flags
 
 
@@ -52,7 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "256) is split into tasks of at most N tiles, spread over the workers",
     )
     parser.add_argument(
-        "--mpp", type=float, default=None, help="slide µm/px (overrides the file's)"
+        "--mpp", type=float, default=None, help="working resolution in µm/px (default: --model's)"
+    )
+    add_slide_mpp(parser)
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="also write report.json and report.png (tissue, tumour, nuclei) beside each store",
     )
     parser.add_argument(
         "--tile-size",
@@ -81,28 +88,42 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         device=args.device,
         dtype="float16" if args.float16 else "uint8",
         compile=args.compile,
-        slide_mpp=args.mpp,
+        mpp=args.mpp,
+        slide_mpp=args.slide_mpp,
         nuclei=args.nuclei is not None,
         nuclei_checkpoint=None if args.nuclei in (None, "classical") else args.nuclei,
     )
+    working = args.mpp if args.mpp is not None else checkpoint_mpp(args.model)
+    needed = working is not None or args.nuclei is not None
+    refused: list[dict[str, Any]] = []
+    slides: list[str] = []
+    for path in args.slides:
+        try:
+            require_pixel_size([path], args.slide_mpp, needed)
+            slides.append(path)
+        except WsiSslError as exc:
+            refused.append({"slide": path, "store": None, "error": str(exc)})
     distributed = args.workers is not None or args.scheduler is not None
-    if len(args.slides) == 1 and not distributed:
+    results: list[dict[str, Any]]
+    if not slides:
+        results = []
+    elif len(slides) == 1 and not distributed:
         from ..inference import predict_slide
         from ._progress import drive
 
         try:
             store = drive(
-                predict_slide(args.slides[0], args.model, args.out, config, region=args.region),
+                predict_slide(slides[0], args.model, args.out, config, region=args.region),
                 "predict",
             )
-            results = [{"slide": args.slides[0], "store": str(store), "error": None}]
+            results = [{"slide": slides[0], "store": str(store), "error": None}]
         except WsiSslError as exc:
-            results = [{"slide": args.slides[0], "store": None, "error": with_flags(str(exc))}]
+            results = [{"slide": slides[0], "store": None, "error": with_flags(str(exc))}]
     else:
         from dataclasses import asdict
 
         outcomes = predict_many(
-            args.slides,
+            slides,
             args.model,
             args.out,
             config,
@@ -112,11 +133,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             tiles_per_task=args.tiles_per_task,
         )
         results = [asdict(r) for r in outcomes]
+    results = refused + results
+    if args.report:
+        _reports(results, args)
     failed = [r for r in results if r["error"]]
     if not args.json:
         for r in results:
             print(f"{r['slide']}: {r['store'] or 'FAILED: ' + str(r['error'])}")
     summary = {"slides": results, "succeeded": len(results) - len(failed), "failed": len(failed)}
+    if failed and len(results) == 1:
+        raise WsiSslError(str(failed[0]["error"]))
     if failed and len(failed) == len(results):
         raise WsiSslError(f"every slide failed; first: {failed[0]['error']}")
     return summary
+
+
+#: Options of the command line itself, not of the prediction: left out of the report
+FRONT = ("json", "debug", "command", "report")
+
+
+def _reports(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """Write the slide report beside each store that was written."""
+    from ..evaluation.report_slide import write_slide_report
+
+    for r in results:
+        if r["store"] and not r["error"]:
+            settings = {
+                k: v for k, v in vars(args).items() if not k.startswith("_") and k not in FRONT
+            }
+            r["report"] = str(write_slide_report(r["store"], settings=settings)["json"])

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from ..vocab import Budget, Preset
+from ._pixels import add_slide_mpp, require_pixel_size
 
 
 def add_budget(parser: argparse.ArgumentParser) -> None:
@@ -42,8 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--preset", default=Preset.RESNET34_AE.value, choices=Preset.values())
     parser.add_argument(
-        "--mpp", type=float, default=None, help="working resolution in um/px (default: native)"
+        "--mpp", type=float, default=None, help="working resolution in µm/px (default: native)"
     )
+    add_slide_mpp(parser)
     parser.add_argument("--patch-size", type=int, default=256)
     parser.add_argument("--width", type=int, default=64, help="base channels (64 = ResNet34)")
     add_budget(parser)
@@ -86,11 +88,15 @@ def drive_training(gen: Any, label: str) -> tuple[Any, dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..training import PretrainConfig, pretrain
+    from ..training.data import resolve_sources
 
+    slides, _ = resolve_sources(args.sources)
+    require_pixel_size(slides, args.slide_mpp, needed=args.mpp is not None)
     cfg = PretrainConfig(
         preset=args.preset,
         width=args.width,
         mpp=args.mpp,
+        slide_mpp=args.slide_mpp,
         patch_size=args.patch_size,
         batch_size=args.batch_size,
         lr=args.lr,

@@ -15,7 +15,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the procedural tissue (default 0)"
     )
-    parser.add_argument("--mpp", type=float, default=0.5, help="µm/px at level 0 (default 0.5)")
+    parser.add_argument(
+        "--slide-mpp",
+        dest="mpp",
+        type=float,
+        default=0.5,
+        metavar="UM",
+        help="the written slide's µm/px at level 0 (default 0.5)",
+    )
+    # the earlier spelling, kept working but not shown: --mpp is the working resolution elsewhere
+    parser.add_argument("--mpp", dest="mpp", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--tile-size", type=int, default=256, help="TIFF tile size (default 256)")
 
 

@@ -21,9 +21,10 @@ import numpy as np
 from .._atomic import atomic_write_text
 from ..errors import ExportError
 from ..inference.store import PredictionStore, encode_probability
+from ..qupath import class_colour
 from ._arrays import MppLike, as_mpp_xy
 from .geojson import mask_features, write_geojson
-from .nuclei_csv import write_nuclei_csv
+from .nuclei_csv import nuclei_table, write_nuclei_csv
 from .ome_tiff import write_ome_tiff
 from .ome_zarr import write_ome_zarr
 from .preview import write_png
@@ -44,6 +45,8 @@ MAX_VECTOR_PIXELS = 8192 * 8192
 QUPATH_CLASSES = {"tumour": "Tumor", "normal": "Normal"}
 
 Kind = Literal["probability", "mask", "labels"]
+#: A tumour probability map to sample: (level-0 map, its downsample, its level-0 origin)
+Tumour = tuple[Any, float, tuple[float, float]]
 
 
 def suffix_of(fmt: str) -> str:
@@ -125,8 +128,19 @@ def export_store(
     )
     kind: Kind = "labels" if stored.labels else "probability"
     levels = stored.levels if stored.labels else stored.probabilities()
+    tumour = None
+    if stored.labels and "tumour" in reader.maps and name != "tumour":
+        t = reader["tumour"]
+        tumour = (t.probability(0), t.downsample, t.origin)
     return export_arrays(
-        out, levels, kind, place, name=name, settings=settings, instances=stored.labels
+        out,
+        levels,
+        kind,
+        place,
+        name=name,
+        settings=settings,
+        instances=stored.labels,
+        tumour=tumour,
     )
 
 
@@ -141,6 +155,7 @@ def export_arrays(
     class_names: dict[int, str] | None = None,
     instances: bool | None = None,
     fmt: str | None = None,
+    tumour: Tumour | None = None,
 ) -> ExportResult:
     """Write ``data`` (a 2-D array or its levels, level 0 first) to ``out``.
 
@@ -153,6 +168,9 @@ def export_arrays(
         Names of the label values (annotations): GeoJSON gets one classification per class.
     instances
         Labels are instances (nuclei: one detection each); ``None`` infers it from the values.
+    tumour
+        ``(probability map, its downsample, its level-0 origin)``: nuclei get the tumour
+        probability at their centroid and a tumour call (CSV columns, GeoJSON measurements).
     """
     out = Path(out)
     fmt = fmt or format_of(out)
@@ -197,7 +215,7 @@ def export_arrays(
         if fmt == "PNG":
             write_png(out, arr)
         elif fmt == "GeoJSON":
-            n = _write_geojson(out, arr, kind, level_place, class_names, instances)
+            n = _write_geojson(out, arr, kind, level_place, class_names, instances, tumour)
             result["features"] = n
             if n == 0:
                 what = (
@@ -207,7 +225,7 @@ def export_arrays(
                 )
                 warnings.append(f"{out.name}: {what}, so the GeoJSON holds no feature")
         else:
-            n = measure_nuclei(out, arr, level_place, name=name)
+            n = len(measure_nuclei(out, arr, level_place, name=name, tumour=tumour))
             result["nuclei"] = n
             if n == 0:
                 warnings.append(f"{out.name}: no nucleus in {name!r}, so the CSV has no row")
@@ -261,8 +279,13 @@ def _write_geojson(
     place: Placement,
     class_names: dict[int, str] | None,
     instances: bool | None,
+    tumour: Tumour | None = None,
 ) -> int:
-    """Write the polygons (of a 0/1 mask, or of labels); return how many features were written."""
+    """Write the polygons (of a 0/1 mask, or of labels); return how many features were written.
+
+    Annotations carry their class name and colour; nuclei are detections with their
+    measurements (when the slide is at hand to measure them on).
+    """
     names = {k: v for k, v in (class_names or {}).items() if int(k) != 0}
     if kind == "labels" and names and not instances:
         features: list[dict[str, Any]] = []
@@ -273,6 +296,7 @@ def _write_geojson(
                     downsample=place.downsample,
                     offset=place.offset_level0,
                     classification=QUPATH_CLASSES.get(cls, cls),
+                    color=list(class_colour(value, cls)),
                 )
         atomic_write_text(
             out,
@@ -280,12 +304,26 @@ def _write_geojson(
         )
         return len(features)
     labels = instances if kind == "labels" else False
-    write_geojson(out, arr, place.downsample, offset=place.offset_level0, labels=labels)
+    if labels is None:
+        labels = bool(arr.max(initial=0) > 1)
+    measured = None
+    if labels and place.slide_path is not None:
+        rows = measure_nuclei(None, arr, place, tumour=tumour)
+        measured = {int(r["id"]): {k: v for k, v in r.items() if k != "id"} for r in rows}
+    write_geojson(
+        out, arr, place.downsample, offset=place.offset_level0, labels=labels, measurements=measured
+    )
     return len(json.loads(out.read_text(encoding="utf-8"))["features"])
 
 
-def measure_nuclei(out: Path, labels: np.ndarray, place: Placement, name: str = "nuclei") -> int:
-    """Write the nuclei CSV of ``labels`` measured on the slide's pixels; return the count."""
+def measure_nuclei(
+    out: Path | None,
+    labels: np.ndarray,
+    place: Placement,
+    name: str = "nuclei",
+    tumour: Tumour | None = None,
+) -> list[dict[str, Any]]:
+    """The measurements of ``labels`` on the slide's pixels, written as CSV to ``out`` (if given)."""
     from ..slide import open_slide
 
     if place.slide_path is None:
@@ -301,7 +339,15 @@ def measure_nuclei(out: Path, labels: np.ndarray, place: Placement, name: str = 
             rgb = slide.read_region(loc, 0, (w, h))
         else:
             rgb = slide.read_scaled(loc, (w, h), place.downsample)
-    write_nuclei_csv(
-        out, labels, rgb, place.mpp, downsample=place.downsample, offset=place.offset_level0
+    rows = nuclei_table(
+        labels,
+        rgb,
+        place.mpp,
+        downsample=place.downsample,
+        offset=place.offset_level0,
+        tumour=tumour,
+        path=out,
     )
-    return int(len(np.unique(labels[labels != 0])))
+    if out is not None:
+        write_nuclei_csv(out, labels, rgb, place.mpp, rows=rows)
+    return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,13 @@ def mask_features(
     simplify: float = 0.5,
     min_area_px: int = 1,
     label_ids: bool = False,
+    measurements: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """GeoJSON Polygon features of a boolean mask's regions, or of each label of a label image."""
+    """GeoJSON Polygon features of a boolean mask's regions, or of each label of a label image.
+
+    QuPath's fields: ``objectType``, ``classification`` ``{name, color}`` and, for labels,
+    ``measurements`` (a name -> number dict: the label, and ``measurements[label]`` if given).
+    """
     from scipy import ndimage
 
     mask = np.asarray(mask)
@@ -92,7 +98,8 @@ def mask_features(
                 "classification": {"name": classification, "color": list(color)},
             }
             if label_ids:
-                props["measurements"] = {"label": int(value)}
+                extra = (measurements or {}).get(int(value), {})
+                props["measurements"] = {"label": int(value), **_numbers(extra)}
             features.append(
                 {
                     "type": "Feature",
@@ -101,6 +108,17 @@ def mask_features(
                 }
             )
     return features
+
+
+def _numbers(values: Mapping[str, Any]) -> dict[str, float]:
+    """QuPath's measurements are numbers: booleans become 0/1, other values are left out."""
+    out: dict[str, float] = {}
+    for k, v in values.items():
+        if isinstance(v, bool):
+            out[k] = float(v)
+        elif isinstance(v, (int, float)):
+            out[k] = v
+    return out
 
 
 def write_geojson(
@@ -114,6 +132,7 @@ def write_geojson(
     color: list[int] | None = None,
     simplify: float = 0.5,
     min_area_px: int = 1,
+    measurements: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write a QuPath-compatible GeoJSON FeatureCollection of polygons in level-0 pixels.
 
@@ -148,6 +167,7 @@ def write_geojson(
         simplify=simplify,
         min_area_px=min_area_px,
         label_ids=labels,
+        measurements=measurements,
     )
     doc = {"type": "FeatureCollection", "features": features}
     atomic_write_text(path, json.dumps(doc, separators=(",", ":")))
@@ -168,32 +188,12 @@ def read_geojson_mask(
     Returns a boolean mask, or with ``labels=True`` an int32 image numbering the features 1..n.
     Features whose classification name differs from ``classification`` are skipped.
     """
-    from skimage.draw import polygon as draw_polygon
+    from ..qupath import classification_of, load_features, rasterise_features
 
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ExportError(f"cannot read GeoJSON ({exc})", path) from exc
-    features = doc.get("features", []) if doc.get("type") == "FeatureCollection" else [doc]
-    out = np.zeros(shape, dtype=np.int32)
-    n = 0
-    for feat in features:
-        geom = feat.get("geometry") or {}
-        name = ((feat.get("properties") or {}).get("classification") or {}).get("name")
-        if classification is not None and name != classification:
-            continue
-        polys = geom.get("coordinates", [])
-        if geom.get("type") == "Polygon":
-            polys = [polys]
-        elif geom.get("type") != "MultiPolygon":
-            continue
-        n += 1
-        for rings in polys:
-            for i, ring in enumerate(rings):
-                xy = np.asarray(ring, dtype=np.float64)
-                # back to pixel-centre index coordinates of the grid
-                cols = (xy[:, 0] - offset[0]) / downsample - 0.5
-                rows = (xy[:, 1] - offset[1]) / downsample - 0.5
-                rr, cc = draw_polygon(rows, cols, shape)
-                out[rr, cc] = n if i == 0 else 0
+    kept = [
+        f
+        for f in load_features(path)
+        if classification is None or classification_of(f)[0] == classification
+    ]
+    out = rasterise_features(kept, shape, lambda k, _: k + 1, downsample, offset)
     return out if labels else out > 0

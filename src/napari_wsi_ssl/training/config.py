@@ -22,6 +22,7 @@ class PretrainConfig:
     preset: str = Preset.RESNET34_AE.value
     width: int = 64
     mpp: float | None = 1.0
+    slide_mpp: float | None = None  # the slides' own µm/px, where their files lack it
     patch_size: int = 256
     batch_size: int = 16
     lr: float = 1e-4

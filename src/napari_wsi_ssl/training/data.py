@@ -7,7 +7,6 @@ napari Fine-tune dock), a mask image or GeoJSON file over a slide, a labelled pa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,8 +278,9 @@ def _read_mask(path: Path) -> np.ndarray:
 
 def _class_of(props: dict[str, Any]) -> tuple[int, str]:
     """A feature's label value and its classification name ("" when it has none)."""
-    cls = props.get("classification") or {}
-    name = str(cls.get("name", props.get("name", "")) if isinstance(cls, dict) else cls).strip()
+    from ..qupath import classification_of
+
+    name = classification_of({"properties": props})[0]
     if isinstance(props.get("label"), int):
         return int(props["label"]), name
     return (1 if name.lower().startswith(("tumo", "metast", "cancer")) else 2), name
@@ -290,31 +290,20 @@ def _rasterise_geojson(
     path: Path, width: int, height: int
 ) -> tuple[np.ndarray, float, dict[int, str]]:
     """The labels of a GeoJSON's polygons, their downsample, and the names of the values."""
-    from skimage.draw import polygon
+    from ..qupath import load_features, polygons, rasterise_features
 
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise AnnotationError(f"cannot read the GeoJSON ({type(exc).__name__})", path) from None
-    feats = doc.get("features", [doc]) if isinstance(doc, dict) else doc
+    feats = load_features(path)
     ds = max(1.0, max(width, height) / 8192)
-    out = np.zeros((int(np.ceil(height / ds)), int(np.ceil(width / ds))), dtype=np.uint8)
-    n = 0
+    shape = (int(np.ceil(height / ds)), int(np.ceil(width / ds)))
     spelled: dict[int, set[str]] = {}
-    for f in feats:
-        geom = (f or {}).get("geometry") or {}
-        polys = {"Polygon": [geom.get("coordinates")], "MultiPolygon": geom.get("coordinates")}.get(
-            str(geom.get("type")), []
-        )
-        value, name = _class_of(f.get("properties") or {})
+
+    def value_of(_: int, feat: Any) -> int:
+        value, name = _class_of(feat.get("properties") or {})
         spelled.setdefault(value, set()).add(name)
-        for poly in polys or []:
-            for k, ring in enumerate(poly or []):
-                xy = np.asarray(ring, dtype=float) / ds
-                rr, cc = polygon(xy[:, 1], xy[:, 0], out.shape)
-                out[rr, cc] = 0 if k > 0 else value  # holes are unlabelled
-                n += 1
-    if n == 0:
+        return value
+
+    out = rasterise_features(feats, shape, value_of, ds, dtype=np.uint8)
+    if not any(polygons(f) for f in feats):
         raise AnnotationError("the GeoJSON holds no polygon", path)
     names = {v: next(iter(s)) for v, s in spelled.items() if len(s) == 1 and "" not in s}
     return out, ds, names

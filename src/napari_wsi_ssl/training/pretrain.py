@@ -28,6 +28,7 @@ def slide_patches(
     min_tissue: float,
     seed: int,
     augment: Augment,
+    slide_mpp: float | None = None,
 ) -> SlidePatches:
     """Grid patches over the tissue of each slide, at most ``per_slide`` of them (a seeded subset)."""
     from ..slide import open_slide, tissue_mask
@@ -35,7 +36,7 @@ def slide_patches(
     rng = np.random.default_rng(seed)
     coords, downsamples = [], []
     for k, path in enumerate(slides):
-        with open_slide(path) as slide:
+        with open_slide(path, mpp=slide_mpp) as slide:
             d = 1.0 if mpp is None else slide.downsample_for_mpp(mpp)
             if slide.dimensions[0] < patch_size * d or slide.dimensions[1] < patch_size * d:
                 raise SlideError(
@@ -54,7 +55,13 @@ def slide_patches(
         coords.append(np.column_stack([np.full(len(xy), k), xy]))
         downsamples.append(d)
     return SlidePatches(
-        slides, downsamples, np.concatenate(coords), patch_size, augment=augment, seed=seed
+        slides,
+        downsamples,
+        np.concatenate(coords),
+        patch_size,
+        augment=augment,
+        seed=seed,
+        mpps=[slide_mpp] * len(slides),
     )
 
 
@@ -88,6 +95,7 @@ def pretrain(
                 config.min_tissue,
                 config.seed,
                 augment,
+                config.slide_mpp,
             )
         )
     if images:
