@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate", "metrics and plots of a model on labelled data"),
     "export": ("export", "write masks and labels as OME-TIFF, OME-Zarr, GeoJSON, PNG or CSV"),
     "study": ("study", "label-efficiency study, with and without pretraining"),
+    "simulate": ("simulate", "a simulated annotator: paint where suggested or at random"),
     "demo": ("demo", "the whole path on the synthetic slide (or a given one)"),
     "view": ("view", "open a demo or prediction folder in napari"),
     "bench": ("bench", "measure the performance targets as ratios in one run"),
