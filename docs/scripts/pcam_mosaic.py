@@ -23,51 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_wsi_ssl.evaluation.mosaic import (
+    CENTRE,
+    MPP,
+    PATCH,
+    centre_mask,
+    mosaic_files,
+    write_mosaic,
+)
+
 PCAM = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pcam" / "valid"
-MPP = 0.97
-PATCH = 96
-CENTRE = 32
-
-
-def write_mosaic(files: list[tuple[Path, int]], side: int, path: Path) -> np.ndarray:
-    """Write the mosaic TIFF (levels 1, 2, 4 ...) and return its (side, side) patch labels."""
-    import tifffile
-    from PIL import Image
-
-    size = side * PATCH
-    img = np.full((size, size, 3), 255, np.uint8)
-    labels = np.zeros((side, side), np.uint8)
-    for i, (f, label) in enumerate(files[: side * side]):
-        r, c = divmod(i, side)
-        img[r * PATCH : (r + 1) * PATCH, c * PATCH : (c + 1) * PATCH] = np.asarray(
-            Image.open(f).convert("RGB")
-        )
-        labels[r, c] = label
-    res = (1e4 / MPP, 1e4 / MPP)
-    common = dict(tile=(256, 256), compression="zlib", resolution=res, resolutionunit="CENTIMETER")
-    with tifffile.TiffWriter(path) as tw:
-        tw.write(img, subfiletype=0, **common)
-        level = img
-        while min(level.shape[:2]) >= 512:
-            h, w = level.shape[0] // 2 * 2, level.shape[1] // 2 * 2
-            level = (
-                level[:h, :w].reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3)).astype(np.uint8)
-            )
-            tw.write(level, subfiletype=1, **common)
-    return labels
-
-
-def centre_mask(labels: np.ndarray) -> np.ndarray:
-    """Level-0 strokes: label 1 (tumour) or 2 (normal) on each patch's centre 32 x 32 px."""
-    side = labels.shape[0]
-    mask = np.zeros((side * PATCH, side * PATCH), np.uint8)
-    o = (PATCH - CENTRE) // 2
-    for r in range(side):
-        for c in range(side):
-            mask[r * PATCH + o : r * PATCH + o + CENTRE, c * PATCH + o : c * PATCH + o + CENTRE] = (
-                1 if labels[r, c] else 2
-            )
-    return mask
 
 
 def patch_scores(store: Path, side: int) -> np.ndarray:
@@ -121,19 +86,12 @@ def main() -> None:
     args = ap.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    per_mosaic = args.side * args.side
-    files = {k: sorted((PCAM / k).glob("*.jpg")) for k in ("0", "1")}
-    for k in files:
-        files[k] = [files[k][i] for i in rng.permutation(len(files[k]))]
-    half = per_mosaic // 2
     mosaics = {}
-    for m, name in enumerate(("paint", "test")):
-        part = [(f, 0) for f in files["0"][m * half : (m + 1) * half]]
-        part += [(f, 1) for f in files["1"][m * half : (m + 1) * half]]
-        part = [part[i] for i in rng.permutation(len(part))]
+    for name, files in zip(
+        ("paint", "test"), mosaic_files(PCAM, args.side, count=2, seed=0), strict=True
+    ):
         path = out / f"mosaic_{name}.tif"
-        mosaics[name] = (path, write_mosaic(part, args.side, path))
+        mosaics[name] = (path, write_mosaic(files, args.side, path))
     strokes = centre_mask(mosaics["paint"][1])
     results = {}
     for run in args.runs:

@@ -8,6 +8,7 @@ definition), so ``centre_mask`` gives the known mask: 1 tumour, 2 normal, 0 unkn
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,9 @@ def write_mosaic(
         )
         labels[r, c] = label
     res = (1e4 / mpp, 1e4 / mpp)
-    common = dict(tile=(256, 256), compression="zlib", resolution=res, resolutionunit="CENTIMETER")
+    common: dict[str, Any] = dict(
+        tile=(256, 256), compression="zlib", resolution=res, resolutionunit="CENTIMETER"
+    )
     with atomic_path(path) as tmp, tifffile.TiffWriter(tmp) as tw:
         tw.write(img, subfiletype=0, **common)
         level = img
