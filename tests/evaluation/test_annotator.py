@@ -139,3 +139,22 @@ def test_a_bad_source_is_one_line(tmp_path: Path, capsys) -> None:
     assert main(["simulate", str(tmp_path), "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "neither a synthetic slide folder" in err
+
+
+def test_sampled_strokes_stay_in_unpainted_suggestions() -> None:
+    truth = Truth(centre_mask(np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], np.uint8)), 1.0, None)
+    labels = np.zeros(truth.labels.shape, np.uint8)
+    labels[128:160, 128:160] = 1  # the middle patch's centre is painted
+    rng = np.random.default_rng(0)
+    u = rng.uniform(0.2, 0.9, (36, 36)).astype(np.float32)
+    maps = Maps(u, u, 8.0, (0.0, 0.0))
+    config = SimulationConfig(k=3, stroke=16, cell=12)
+    before = labels.copy()
+    strokes = suggested_strokes(labels, truth, maps, config, 1, 2.0, rng)
+    assert len(strokes) == 3
+    assert len({s.box for s in strokes}) == 3
+    for s in strokes:
+        y0, x0, y1, x1 = s.box
+        assert not before[y0:y1, x0:x1].any()
+        assert y0 <= s.centre[0] < y1 and x0 <= s.centre[1] < x1
+    assert ((labels != before) == (labels != 0) & (before == 0)).all()

@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--strategies",
         type=_names,
         default=("suggested", "random"),
-        help="of suggested, uncertainty (no distance term), random",
+        help="of suggested, uncertainty (no distance term), sampled (in proportion to the score), random",
     )
     parser.add_argument("--stroke", type=int, default=32, help="stroke side, level-0 px")
     parser.add_argument(

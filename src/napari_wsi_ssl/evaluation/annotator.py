@@ -9,6 +9,7 @@ pixels only. Strategies:
 - ``suggested``: in the top cells of ``suggest_regions`` (uncertainty x known fraction x
   distance from the strokes), at the cell's most uncertain known pixel, clipped to the cell;
 - ``uncertainty``: the same without the distance term (painted cells still never come up);
+- ``sampled``: cells drawn at random with probabilities proportional to the suggestions' score;
 - ``random``: at a random known pixel not yet painted.
 
 The map's quality after each round: with a patch grid (a PCam mosaic) the AUC of each patch's
@@ -31,7 +32,7 @@ import numpy as np
 from ..errors import WsiSslError
 from .metrics import roc_auc
 
-STRATEGIES = ("suggested", "uncertainty", "random")
+STRATEGIES = ("suggested", "uncertainty", "sampled", "random")
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,10 @@ def _suggested_strokes(
     config: SimulationConfig,
     rnd: int,
     distance_scale: float,
+    rng: np.random.Generator | None = None,
 ) -> list[Stroke]:
+    """Strokes in the top cells of ``suggest_regions``, or (``rng``) in cells drawn in
+    proportion to their score."""
     from ..features import suggest_regions
 
     ds = truth.downsample
@@ -208,10 +212,14 @@ def _suggested_strokes(
             labels,
             ds,
             (known, ds),
-            k=config.k * 4,
+            k=config.k * 4 if rng is None else maps.uncertainty.size,
             cell=config.cell,
             distance_scale=distance_scale,
         )
+    if rng is not None and suggestions:
+        p = np.array([s.score for s in suggestions])
+        order = rng.choice(len(p), size=len(p), replace=False, p=p / p.sum())
+        suggestions = [suggestions[i] for i in order]
     out: list[Stroke] = []
     for s in suggestions:
         if len(out) == config.k:
@@ -279,8 +287,9 @@ def simulate_run(
             if strategy == "random":
                 new = _random_strokes(labels, truth, config.k, strategy_rng, rnd, config.stroke)
             else:
-                scale = config.distance_scale if strategy == "suggested" else 1e-9
-                new = _suggested_strokes(labels, truth, maps, config, rnd, scale)
+                scale = config.distance_scale if strategy != "uncertainty" else 1e-9
+                pick = strategy_rng if strategy == "sampled" else None
+                new = _suggested_strokes(labels, truth, maps, config, rnd, scale, pick)
             run.strokes += new
         t0 = time.perf_counter()
         result = refiner.refine(labels, truth.downsample, out_dir, head_path=out_dir / "head.pt")
