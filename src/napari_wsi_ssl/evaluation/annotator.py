@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import WsiSslError
 from .metrics import roc_auc
 
-STRATEGIES = ("suggested", "uncertainty", "sampled", "random")
+STRATEGIES = ("suggested", "uncertainty", "random", "sampled")
 
 
 @dataclass(frozen=True)
