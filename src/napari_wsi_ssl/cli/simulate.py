@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .study import _names
+
 
 def _ints(text: str) -> tuple[int, ...]:
     try:
@@ -25,10 +27,6 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(
             f"expected integers separated by commas, got {text!r}"
         ) from None
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
