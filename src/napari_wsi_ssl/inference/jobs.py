@@ -148,7 +148,7 @@ def nuclei_job(
             raise CheckpointError(
                 f"a {ckpt.task!r} checkpoint is no nuclei model",
                 config.nuclei_checkpoint,
-                hint="fine-tune one with --task nuclei, or leave it out for the classical method",
+                hint="fine-tune one with the 'task' setting nuclei, or leave it out for the classical method",
             )
     mpp = config.nuclei_mpp if config.nuclei_mpp is not None else (ckpt.mpp if ckpt else None)
     d = _downsample(slide, mpp)

@@ -204,8 +204,8 @@ class Slide:
                 f"the slide has no mpp (pixel size), so {mpp:g} um/px cannot be found on it"
                 f"{self._guessed_mpp()}",
                 self.path,
-                "give the slide's mpp (wsi-ssl predict --mpp, the mpp field in napari) "
-                "or work at its native resolution (no working mpp)",
+                "give the slide's pixel size (the 'slide_mpp' setting) "
+                "or work at its native resolution (no working 'mpp')",
             )
         return float(mpp) / self.mpp[0]
 
