@@ -4,7 +4,9 @@ For each objective: pretrain a small ``resnet34-ae`` on every patch of ``pcam/tr
 labels) for the same number of steps, then fit a logistic regression on the pooled encoder
 features of a labelled fraction of ``pcam/train`` (class-balanced, one draw per seed) and score
 its AUC on ``pcam/valid`` with a bootstrap interval. "none" is the same encoder at random
-initialisation (no pretraining). Writes a JSON of the figures and prints a markdown table.
+initialisation (no pretraining), its batch-norm statistics set by forward passes over pool
+patches (without them a random encoder's activations are badly scaled, which is not what
+pretraining is being compared with). Writes a JSON of the figures and prints a markdown table.
 
 Usage, from the repository root (the checkpoints are reused when present):
 
@@ -51,6 +53,22 @@ def pretrain_one(objective: str, args: argparse.Namespace, out: Path) -> tuple[P
     return ckpt, time.monotonic() - t0
 
 
+@torch.no_grad()
+def calibrate_batch_norm(model: torch.nn.Module, paths: list[Path], batches: int = 30) -> None:
+    """Set a random model's batch-norm running statistics from forward passes over ``paths``."""
+    model.train()
+    for k in range(batches):
+        model.forward_features(load(paths[k * 32 : (k + 1) * 32]))  # type: ignore[operator]
+    model.eval()
+
+
+def load(paths: list[Path]) -> torch.Tensor:
+    from PIL import Image
+
+    arrays = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
+
+
 def read_split(split: str) -> tuple[list[Path], np.ndarray]:
     rows = (DATA / split / "labels.csv").read_text().splitlines()[1:]
     paths = [DATA / split / r.split(",")[0] for r in rows]
@@ -60,14 +78,10 @@ def read_split(split: str) -> tuple[list[Path], np.ndarray]:
 @torch.no_grad()
 def features(model: torch.nn.Module, paths: list[Path], batch: int = 128) -> np.ndarray:
     """Global-average-pooled encoder features of stages at strides 8, 16 and 32, concatenated."""
-    from PIL import Image
-
     model.eval()
     out = []
     for s in range(0, len(paths), batch):
-        arrays = [np.asarray(Image.open(p).convert("RGB")) for p in paths[s : s + batch]]
-        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
-        feats = model.forward_features(x)  # type: ignore[operator]
+        feats = model.forward_features(load(paths[s : s + batch]))  # type: ignore[operator]
         out.append(torch.cat([f.mean(dim=(2, 3)) for f in feats[2:]], 1).numpy())
     return np.concatenate(out)
 
@@ -121,6 +135,8 @@ def main() -> None:
         if objective == "none":
             torch.manual_seed(0)
             model, seconds = build_model("resnet34-ae", width=args.width), 0.0
+            rng = np.random.default_rng(0)
+            calibrate_batch_norm(model, [train_paths[k] for k in rng.permutation(len(train_paths))])
         else:
             ckpt, seconds = pretrain_one(objective, args, args.out)
             model = load_checkpoint(ckpt).model
@@ -140,7 +156,9 @@ def main() -> None:
         }
         print(objective, json.dumps(results[objective]), flush=True)
     meta = {k: v for k, v in vars(args).items() if k != "out"}
-    (args.out / "probe.json").write_text(json.dumps({"args": meta, "results": results}, indent=1))
+    (args.out / f"probe-{'-'.join(args.objectives)}.json").write_text(
+        json.dumps({"args": meta, "results": results}, indent=1)
+    )
     print("\n| objective | probe AUC per seed (95 % CI) | mean AUC | pretraining s |")
     print("|---|---|---|---|")
     for objective, r in results.items():
