@@ -98,6 +98,34 @@ def probe(
     return clf.predict_proba(f_valid)[:, 1]
 
 
+def compare(out: Path, valid_y: np.ndarray) -> None:
+    """Paired bootstrap of each objective's AUC minus the ``l1`` one, per labelled draw.
+
+    Both probes score the same validation patches, so resampling them together gives the
+    interval of the difference (tighter than comparing two separate intervals).
+    """
+    from napari_wsi_ssl.evaluation.metrics import bootstrap_ci, roc_auc
+
+    if not (out / "scores-l1.npy").is_file():
+        return
+    base = np.load(out / "scores-l1.npy")
+
+    def gap(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+        return roc_auc(y, a) - roc_auc(y, b)
+
+    print("\n| objective | AUC minus l1's, per draw (paired 95 % CI) |\n|---|---|")
+    for path in sorted(out.glob("scores-*.npy")):
+        name = path.stem[len("scores-") :]
+        if name == "l1":
+            continue
+        other = np.load(path)
+        cells = []
+        for seed in range(min(len(base), len(other))):
+            lo, hi = bootstrap_ci(gap, valid_y, other[seed], base[seed], n=1000, seed=seed)
+            cells.append(f"{gap(valid_y, other[seed], base[seed]):+.3f} ({lo:+.3f} to {hi:+.3f})")
+        print(f"| {name} | {', '.join(cells)} |")
+
+
 def main() -> None:
     from napari_wsi_ssl.evaluation.metrics import bootstrap_ci, roc_auc
     from napari_wsi_ssl.models import build_model, load_checkpoint
@@ -111,7 +139,7 @@ def main() -> None:
     ap.add_argument("--fraction", type=float, default=0.1)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--objectives", nargs="+", default=list(OBJECTIVES))
+    ap.add_argument("--objectives", nargs="*", default=list(OBJECTIVES))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -142,12 +170,14 @@ def main() -> None:
             model = load_checkpoint(ckpt).model
         f_used = features(model, [train_paths[k] for k in used])
         f_valid = features(model, valid_paths)
-        aucs, cis = [], []
+        aucs, cis, scores = [], [], []
         for seed, draw in enumerate(draws):
             rows = [where[int(k)] for k in draw]
             score = probe(f_used[rows], train_y[draw], f_valid, valid_y)
+            scores.append(score)
             aucs.append(roc_auc(valid_y, score))
             cis.append(bootstrap_ci(roc_auc, valid_y, score, n=1000, seed=seed))
+        np.save(args.out / f"scores-{objective}.npy", np.stack(scores))
         results[objective] = {
             "auc": aucs,
             "ci": cis,
@@ -155,6 +185,9 @@ def main() -> None:
             "pretrain_s": round(seconds, 1),
         }
         print(objective, json.dumps(results[objective]), flush=True)
+    compare(args.out, valid_y)
+    if not results:  # only the comparison of earlier runs was asked for
+        return
     meta = {k: v for k, v in vars(args).items() if k != "out"}
     (args.out / f"probe-{'-'.join(args.objectives)}.json").write_text(
         json.dumps({"args": meta, "results": results}, indent=1)
