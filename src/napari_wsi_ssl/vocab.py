@@ -60,6 +60,28 @@ class Mode(Choice):
     SCRATCH = "scratch"
 
 
+class Objective(Choice):
+    """What pretraining learns from: the papers' pixel L1 and the objectives beside it.
+
+    ``l1`` reconstructs the clean patch (the papers'); ``mim`` reconstructs squares masked out of
+    it (loss on the masked pixels only); ``stain`` reconstructs it from a stain-jittered, noisy
+    copy; ``cross-stain`` reconstructs it from its haematoxylin or its eosin layer alone.
+    """
+
+    L1 = "l1"
+    MIM = "mim"
+    STAIN = "stain"
+    CROSS_STAIN = "cross-stain"
+
+
+class ColourAugment(Choice):
+    """Training's colour augmentation: HED stain jitter (the default), RGB colour jitter or none."""
+
+    HED = "hed"
+    RGB = "rgb"
+    NONE = "none"
+
+
 class BudgetUnit(Choice):
     EPOCHS = "epochs"
     STEPS = "steps"

@@ -1,11 +1,11 @@
-"""``wsi-ssl pretrain``: self-supervised reconstruction pretraining on slides or patch folders."""
+"""``wsi-ssl pretrain``: self-supervised pretraining on slides or patch folders (``--objective``)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from ..vocab import Budget, Preset
+from ..vocab import Budget, ColourAugment, Objective, Preset
 from ._pixels import add_slide_mpp, require_pixel_size
 
 
@@ -42,6 +42,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-o", "--output", required=True, metavar="CKPT", help="checkpoint file to write (.pt)"
     )
     parser.add_argument("--preset", default=Preset.RESNET34_AE.value, choices=Preset.values())
+    parser.add_argument(
+        "--objective",
+        default=Objective.L1.value,
+        choices=Objective.values(),
+        help="what the model reconstructs from: l1 (the clean patch, the papers'), mim (masked "
+        "squares), stain (stain-jittered, noisy patch), cross-stain (one stain layer)",
+    )
+    parser.add_argument(
+        "--augment",
+        default=ColourAugment.HED.value,
+        choices=ColourAugment.values(),
+        help="colour augmentation: hed (stain jitter), rgb (colour jitter) or none",
+    )
     parser.add_argument(
         "--mpp", type=float, default=None, help="working resolution in µm/px (default: native)"
     )
@@ -94,6 +107,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     require_pixel_size(slides, args.slide_mpp, needed=args.mpp is not None)
     cfg = PretrainConfig(
         preset=args.preset,
+        objective=args.objective,
+        augment=args.augment,
         width=args.width,
         mpp=args.mpp,
         slide_mpp=args.slide_mpp,

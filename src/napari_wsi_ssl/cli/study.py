@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..vocab import Budget, Mode, Preset
+from ..vocab import Budget, Mode, Objective, Preset
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -54,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--patch-size", type=int, help="crop patches to this size (default: as stored)"
     )
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--objective",
+        default=Objective.L1.value,
+        choices=Objective.values(),
+        help="pretraining objective (see wsi-ssl pretrain --help)",
+    )
     parser.add_argument("--pretrain-epochs", type=int)
     parser.add_argument("--pretrain-steps", type=int)
     parser.add_argument("--pretrain-minutes", type=float)
@@ -82,6 +88,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         patch_size=args.patch_size,
         batch_size=args.batch_size,
         pretrain_budget=Budget.of(args.pretrain_epochs, args.pretrain_steps, args.pretrain_minutes),
+        objective=args.objective,
         pretrained=None if args.pretrained is None else str(args.pretrained),
         finetune_budget=Budget.of(args.finetune_epochs, args.finetune_steps, args.finetune_minutes),
         device=args.device,

@@ -21,6 +21,7 @@ def pretrain_patches(
 
     cfg = PretrainConfig(
         preset=config.preset,
+        objective=config.objective,
         width=config.width,
         mpp=None,
         patch_size=config.patch_size or _image_size(folder),

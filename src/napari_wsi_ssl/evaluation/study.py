@@ -34,7 +34,7 @@ import numpy as np
 from .._atomic import atomic_write_text
 from ..errors import AnnotationError, CancelledError, WsiSslError
 from ..events import CancelToken, Log, Progress
-from ..vocab import Budget, Mode, Preset
+from ..vocab import Budget, Mode, Objective, Preset
 from . import metrics, plots
 from ._common import _check, clean
 from .data import PatchSet, load_patches, read_patch_folder
@@ -47,7 +47,8 @@ class StudyConfig:
     """Settings of a label-efficiency study.
 
     Budgets: ``pretrain_budget`` and ``finetune_budget``; with none, the training defaults
-    apply (the papers' 200 and 80 epochs).
+    apply (the papers' 200 and 80 epochs). ``objective`` is the pretraining objective
+    (``vocab.Objective``); a study per objective compares them.
     """
 
     fractions: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -60,6 +61,7 @@ class StudyConfig:
     patch_size: int | None = None
     batch_size: int = 32
     pretrain_budget: Budget | None = None
+    objective: str = Objective.L1.value
     finetune_budget: Budget | None = None
     limit: int | None = None
     pretrained: str | None = None
@@ -77,6 +79,7 @@ class StudyConfig:
                 f"unknown modes {sorted(unknown)}", hint=f"choose among {', '.join(Mode.values())}"
             )
         object.__setattr__(self, "modes", tuple(Mode(m).value for m in self.modes))
+        object.__setattr__(self, "objective", Objective.check(self.objective, "objective"))
         if not 0 < self.test_fraction < 1:
             raise WsiSslError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
 
@@ -256,7 +259,9 @@ def iter_study(
     test_labels = patches.labels[test]
 
     pool = np.sort(np.concatenate(folds))
-    pretrained = Path(config.pretrained) if config.pretrained else out / "pretrained.pt"
+    # each objective its own file: a study rerun in ``out`` with another objective retrains
+    name = "pretrained" if config.objective == Objective.L1 else f"pretrained-{config.objective}"
+    pretrained = Path(config.pretrained) if config.pretrained else out / f"{name}.pt"
     if any(m != Mode.SCRATCH for m in config.modes) and not pretrained.is_file():
         yield Log(f"pretraining on {pool.size} unlabelled patches")
         start = time.perf_counter()

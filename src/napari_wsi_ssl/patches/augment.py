@@ -1,4 +1,8 @@
-"""Augmentation in plain torch: the 8 dihedral transforms and colour jitter (paper 2).
+"""Augmentation in plain torch: the 8 dihedral transforms, HED stain jitter and RGB colour jitter.
+
+``augment_for("hed")`` (the default) perturbs the haematoxylin, eosin and DAB channels of
+``skimage.color.rgb2hed`` by a small random scale and shift (Tellez et al. 2018);
+``augment_for("rgb")`` is paper 2's brightness/contrast/saturation/hue jitter.
 
 Every function takes a ``torch.Generator`` so that a sample's augmentation depends only on
 (seed, epoch, index): runs are reproducible with any number of DataLoader workers and resume
@@ -7,9 +11,16 @@ exactly where they stopped.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
+
+from ..vocab import ColourAugment
+
+#: The colour augmentations a config may name; ``True`` means ``"hed"``, ``False`` ``"none"``.
+AUGMENTS = ColourAugment.values()
+_LOG_ADJUST = math.log(1e-6)  # skimage's optical-density scale (rgb2hed/hed2rgb)
 
 
 def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -37,6 +48,49 @@ def _rotate_hue(x: torch.Tensor, turns: float) -> torch.Tensor:
     rot[1, 1], rot[1, 2], rot[2, 1], rot[2, 2] = c, -s, s, c
     m = yiq_to_rgb @ rot @ rgb_to_yiq
     return torch.einsum("ij,jhw->ihw", m, x)
+
+
+def _hed_matrices(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    from skimage.color import hed_from_rgb, rgb_from_hed
+
+    def put(m: object) -> torch.Tensor:
+        return torch.as_tensor(m, dtype=x.dtype, device=x.device)
+
+    return put(hed_from_rgb), put(rgb_from_hed)
+
+
+def rgb_to_hed(x: torch.Tensor) -> torch.Tensor:
+    """``skimage.color.rgb2hed`` on (..., 3, H, W) in [0, 1], batched, without its clip at 0.
+
+    Unclipped, ``hed_to_rgb(rgb_to_hed(x))`` gives ``x`` back (up to the floor of 1e-6).
+    """
+    hed_from_rgb, _ = _hed_matrices(x)
+    od = torch.log(x.clamp_min(1e-6)) / _LOG_ADJUST
+    return torch.einsum("...chw,cd->...dhw", od, hed_from_rgb)
+
+
+def hed_to_rgb(stains: torch.Tensor) -> torch.Tensor:
+    """``skimage.color.hed2rgb`` on (..., 3, H, W): RGB in [0, 1]."""
+    _, rgb_from_hed = _hed_matrices(stains)
+    od = torch.einsum("...dhw,dc->...chw", stains, rgb_from_hed)
+    return torch.exp(od * _LOG_ADJUST).clamp(0.0, 1.0)
+
+
+def hed_perturb(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Stains times ``scale`` plus ``shift`` (each (..., 3, 1, 1) or broadcastable), back in RGB."""
+    return hed_to_rgb(rgb_to_hed(x) * scale + shift)
+
+
+def hed_jitter(
+    x: torch.Tensor, g: torch.Generator, scale: float = 0.1, shift: float = 0.005
+) -> torch.Tensor:
+    """Random HED stain jitter of a (3, H, W) image in [0, 1]: factors 1 +- ``scale``, shifts +- ``shift``.
+
+    ``shift`` is in rgb2hed's units (optical density over 13.8): 0.005 moves a channel's
+    density by about 0.07, a visible but plausible change of staining.
+    """
+    u = torch.rand((2, 3, 1, 1), generator=g).to(dtype=x.dtype, device=x.device) * 2.0 - 1.0
+    return hed_perturb(x, 1.0 + scale * u[0], shift * u[1])
 
 
 def color_jitter(
@@ -71,10 +125,21 @@ class Augment:
     contrast: float = 0.1
     saturation: float = 0.1
     hue: float = 0.02
+    hed_scale: float = 0.0
+    hed_shift: float = 0.0
 
     @property
     def active(self) -> bool:
-        return self.dihedral or any((self.brightness, self.contrast, self.saturation, self.hue))
+        return self.dihedral or any(
+            (
+                self.brightness,
+                self.contrast,
+                self.saturation,
+                self.hue,
+                self.hed_scale,
+                self.hed_shift,
+            )
+        )
 
     def __call__(
         self, image: torch.Tensor, target: torch.Tensor | None, g: torch.Generator
@@ -89,10 +154,28 @@ class Augment:
             image = color_jitter(
                 image, g, self.brightness, self.contrast, self.saturation, self.hue
             )
+        if self.hed_scale or self.hed_shift:
+            image = hed_jitter(image, g, self.hed_scale, self.hed_shift)
         return image.contiguous(), None if target is None else target.contiguous()
 
 
 NO_AUGMENT = Augment(False, 0.0, 0.0, 0.0, 0.0)
+#: Dihedral transforms and HED stain jitter: the default of pretraining and fine-tuning.
+HED_AUGMENT = Augment(True, 0.0, 0.0, 0.0, 0.0, hed_scale=0.1, hed_shift=0.005)
+
+
+def augment_name(kind: bool | str) -> str:
+    """The name of a colour augmentation setting: ``True`` is ``"hed"``, ``False`` ``"none"``."""
+    if isinstance(kind, bool):
+        return ColourAugment.HED.value if kind else ColourAugment.NONE.value
+    if kind not in AUGMENTS:
+        raise ValueError(f"unknown augmentation {kind!r}; choose one of {', '.join(AUGMENTS)}")
+    return kind
+
+
+def augment_for(kind: bool | str) -> Augment:
+    """The augmentation a config names: ``"hed"`` (or True), ``"rgb"`` (paper 2's jitter) or ``"none"``."""
+    return {"hed": HED_AUGMENT, "rgb": Augment(), "none": NO_AUGMENT}[augment_name(kind)]
 
 
 def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:

@@ -7,7 +7,8 @@ from dataclasses import InitVar, dataclass
 from typing import Any
 
 from ..errors import TrainingError
-from ..vocab import Budget, Mode, Preset, Task
+from ..patches.augment import AUGMENTS, augment_name
+from ..vocab import Budget, Mode, Objective, Preset, Task
 
 
 @dataclass(frozen=True)
@@ -17,9 +18,14 @@ class PretrainConfig:
     The budget defaults to the paper's 200 epochs. An epoch is one pass over the patches: every
     grid patch over tissue of every slide (at most ``patches_per_slide``), or every image of a
     patch folder. ``epochs``/``steps``/``minutes`` are shorthands that build ``budget``.
+    ``objective`` is what the model learns from (``vocab.Objective``: ``"l1"``, the papers' pixel
+    L1, ``"mim"``, ``"stain"`` or ``"cross-stain"``); ``augment`` is the colour augmentation
+    (``"hed"`` stain jitter, ``"rgb"`` paper 2's colour jitter or ``"none"``; ``True`` is
+    ``"hed"``), always with the 8 dihedral transforms unless ``"none"``.
     """
 
     preset: str = Preset.RESNET34_AE.value
+    objective: str = Objective.L1.value
     width: int = 64
     mpp: float | None = 1.0
     slide_mpp: float | None = None  # the slides' own µm/px, where their files lack it
@@ -31,7 +37,7 @@ class PretrainConfig:
     budget: Budget = Budget(200)
     patches_per_slide: int = 2000
     min_tissue: float = 0.5
-    augment: bool = True
+    augment: bool | str = True
     device: str = "auto"
     precision: str = "auto"
     num_workers: int = 0
@@ -44,6 +50,7 @@ class PretrainConfig:
 
     def __post_init__(self, epochs: int | None, steps: int | None, minutes: float | None) -> None:
         _settle(self, epochs, steps, minutes)
+        object.__setattr__(self, "objective", Objective.check(self.objective, "objective"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "pretrain", **dataclasses.asdict(self)}
@@ -79,7 +86,7 @@ class FinetuneConfig:
     seg_head: str = "auto"
     init_decoder: bool | None = None
     cache_features: bool = True
-    augment: bool = True
+    augment: bool | str = True
     device: str = "auto"
     precision: str = "auto"
     num_workers: int = 0
@@ -115,6 +122,12 @@ def _settle(config: Any, epochs: int | None, steps: int | None, minutes: float |
     if budget is not None:
         object.__setattr__(config, "budget", budget)
     object.__setattr__(config, "preset", Preset.check(config.preset, "preset"))
+    try:
+        object.__setattr__(config, "augment", augment_name(config.augment))
+    except ValueError as exc:
+        raise TrainingError(
+            str(exc).split(";")[0], hint=f"choose one of {', '.join(AUGMENTS)}"
+        ) from None
     _check_numbers(config)
 
 

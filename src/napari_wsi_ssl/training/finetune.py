@@ -29,6 +29,7 @@ from ..patches import (
     balanced_coords,
     to_uint8,
 )
+from ..patches.augment import augment_for
 from ..vocab import UNLABELLED, Mode, Preset, Task, class_names_for
 from .config import FinetuneConfig
 from .data import FinetuneData, Indexed, check_painted
@@ -51,7 +52,7 @@ def _datasets(
     data: FinetuneData, cfg: FinetuneConfig, patch_size: int, mpp: float | None
 ) -> tuple[Any, Any, list[str], int, float | None]:
     """(train dataset, val dataset factory, class names, ignore index, mpp)."""
-    aug = Augment() if cfg.augment else NO_AUGMENT
+    aug = augment_for(cfg.augment)
     if data.kind == "patches":
         assert data.folder is not None
         parts = [ImageFolderPatches(data.folder, patch_size, augment=aug, seed=cfg.seed)]

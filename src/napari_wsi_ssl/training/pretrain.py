@@ -1,4 +1,7 @@
-"""Self-supervised pretraining: reconstruct the input patch (pixel L1), Adam with a step schedule."""
+"""Self-supervised pretraining: reconstruct the patch from a corrupted copy, Adam with a step schedule.
+
+The objective (``training.objectives``) decides the corruption: none for the papers' pixel L1.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +11,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import SlideError, TrainingError
 from ..events import CancelToken
 from ..models import build_model
 from ..patches import Augment, ImageFiles, SlidePatches, grid_coords, random_coords, to_uint8
-from ..patches.augment import NO_AUGMENT
+from ..patches.augment import augment_for
+from . import objectives
 from .config import PretrainConfig
 from .data import Indexed, resolve_sources
 from .engine import Job, run
@@ -66,7 +69,7 @@ def slide_patches(
 
 
 def _preview(out: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, np.ndarray]:
-    return {"input": to_uint8(batch["image"][0]), "recon": to_uint8(out["recon"][0])}
+    return {"input": to_uint8(out["input"][0]), "recon": to_uint8(out["recon"][0])}
 
 
 def pretrain(
@@ -75,7 +78,7 @@ def pretrain(
     out: str | Path,
     cancel: CancelToken | None = None,
 ) -> Generator[Any, None, Path]:
-    """Pretrain a preset by reconstruction on slides and/or folders of patch images.
+    """Pretrain a preset by reconstruction (``config.objective``) on slides and/or patch folders.
 
     Yields ``Progress`` every step, ``Preview`` (input and reconstruction) every
     ``config.preview_every`` steps and ``Log`` lines; returns the checkpoint path. The checkpoint
@@ -83,7 +86,7 @@ def pretrain(
     and on KeyboardInterrupt (re-raised).
     """
     slides, images = resolve_sources(sources)
-    augment = Augment() if config.augment else NO_AUGMENT
+    augment = augment_for(config.augment)
     parts: list[Any] = []
     if slides:
         parts.append(
@@ -107,10 +110,22 @@ def pretrain(
     model = build_model(config.preset, "reconstruct", width=config.width)
 
     def forward(net: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return net(batch["image"])
+        seen = objectives.corrupt(
+            config.objective,
+            batch["image"],
+            batch["index"],
+            config.seed,
+            train_set.epoch,
+            model.mean,
+        )
+        out = dict(net(seen.inputs), input=seen.inputs, target=seen.target)
+        if seen.weight is not None:
+            out["weight"] = seen.weight
+        return out
 
     def loss_fn(outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
-        return F.l1_loss(outputs["recon"].float(), batch["image"])
+        seen = objectives.Corrupted(outputs["input"], outputs["target"], outputs.get("weight"))
+        return objectives.loss(outputs["recon"], seen)
 
     job = Job(
         config=config,
