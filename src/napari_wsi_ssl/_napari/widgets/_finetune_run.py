@@ -1,4 +1,6 @@
-"""The Fine-tune dock's request, as plain values, and the one generator a click runs."""
+"""The Fine-tune dock's requests, as plain values, and the generators its clicks and strokes run:
+fine-tuning then the map (full, frozen encoder, from scratch), the fast mode (feature cache and
+light head), and the rounds of live refinement."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import WsiSslError
-from ...events import CancelToken
+from ...errors import CancelledError, WsiSslError
+from ...events import CancelToken, Progress, StoreReady
+from ...features import FastResult
 from ...inference.interactive import FinetunedMap, finetune_then_predict
 from .predict import PredictRequest
 from .pretrain import budget_fields
@@ -74,3 +77,70 @@ def finetune_run(
         data, config, request.out, init=request.init, plan=plan, cancel=cancel
     )
     return result
+
+
+@dataclass(frozen=True)
+class FastRequest:
+    """A fast-mode round as plain values: the slide's feature cache (``encoder`` ``None``:
+    colour features only), a head trained on the painted ``labels``, its maps in ``out_dir``."""
+
+    slide: Path
+    labels: np.ndarray
+    labels_downsample: float
+    encoder: Path | None
+    out_dir: Path
+    head_path: Path
+    class_names: dict[int, str]
+
+
+def fast_run(request: FastRequest, cancel: CancelToken) -> Generator[Any, None, FastResult]:
+    """The generator of a fast-mode click: cache (built once per slide and encoder), head, map."""
+    from ...features import fast_finetune
+
+    result: FastResult = yield from fast_finetune(
+        request.slide,
+        request.labels,
+        request.labels_downsample,
+        request.encoder,
+        request.out_dir,
+        cancel=cancel,
+        class_names=request.class_names,
+        head_path=request.head_path,
+    )
+    return result
+
+
+class LiveRefiner:
+    """The rounds of live refinement over one feature cache, each warm-started from the last head.
+
+    The :class:`~napari_wsi_ssl.features.Refiner` (the cache held in memory) is made in the
+    worker on the first round, warm-started from the head of the fast run that built the cache.
+    """
+
+    def __init__(self, fast: FastResult, request: FastRequest) -> None:
+        self.cache = fast.cache
+        self.head = fast.head
+        self.out_dir = request.out_dir
+        self.class_names = request.class_names
+        self._refiner: Any = None
+
+    def run(
+        self, labels: np.ndarray, labels_downsample: float, cancel: CancelToken
+    ) -> Generator[Any, None, FastResult]:
+        """One round: the head retrained on all ``labels`` so far, its maps in a new store."""
+        from ...features import Refiner, load_head
+
+        yield Progress(0, 1, message="refining the head on the strokes so far")
+        if self._refiner is None:
+            self._refiner = Refiner(self.cache)
+            if self.head.is_file():
+                self._refiner.last = load_head(self.head).head
+        if cancel.cancelled:
+            raise CancelledError("live refinement cancelled")
+        result: FastResult = self._refiner.refine(
+            labels, labels_downsample, self.out_dir, self.class_names, self.head
+        )
+        metrics = {k: v for k, v in result.metrics.items() if isinstance(v, float)}
+        yield Progress(1, 1, metrics=metrics)
+        yield StoreReady(result.store)
+        return result

@@ -17,6 +17,8 @@ from ._annotations import SlideGeometry
 
 PROBABILITY = "Metastasis probability"
 NUCLEI = "Nuclei"
+#: The head's uncertainty (normalised entropy) of a fast-mode store; hidden until asked for.
+UNCERTAINTY = "Uncertainty"
 
 
 def _world_transform(
@@ -62,7 +64,8 @@ def _map_metadata(slide: SlideGeometry, downsample: float, store: Path) -> dict[
 def show_store(
     viewer: Any, store: Path, slide: SlideGeometry, visible: bool = True
 ) -> dict[str, Any]:
-    """Add (or point at ``store``) the probability and nuclei layers; return them by name.
+    """Add (or point at ``store``) the probability, uncertainty (fast-mode stores, hidden by
+    default) and nuclei layers; return them by name.
 
     ``visible=False`` adds new layers hidden, so that adding them (layer controls, visuals) and
     their first read and draw can run in two turns of the event loop instead of one long one.
@@ -87,6 +90,24 @@ def show_store(
             blending="translucent",
             visible=visible,
         )
+    if "uncertainty" in reader.root and "multiscales" in reader.root["uncertainty"].attrs:
+        uncertainty = StoredMap(reader.root["uncertainty"], reader.mpp)
+        scale, translate, downsample = _world_transform(uncertainty, slide)
+        shown[UNCERTAINTY] = _put_layer(
+            viewer,
+            UNCERTAINTY,
+            "image",
+            uncertainty.probabilities(),
+            scale=scale,
+            translate=translate,
+            metadata=_map_metadata(slide, downsample, store),
+            colormap="viridis",
+            opacity=0.6,
+            contrast_limits=(0.0, 1.0),
+            blending="translucent",
+            visible=False,
+            keep_visibility=True,
+        )
     if "nuclei" in reader:
         nuclei = reader["nuclei"]
         scale, translate, downsample = _world_transform(nuclei, slide)
@@ -108,6 +129,7 @@ def show_store(
 def _put_layer(viewer: Any, name: str, kind: str, data: list[Any], **kwargs: Any) -> Any:
     """Point layer ``name`` at ``data`` when it exists (a new store: its data and placement are
     replaced in place, which is much cheaper for the GUI than a new layer), else add it."""
+    keep_visibility = kwargs.pop("keep_visibility", False)
     if kwargs["metadata"].get("units"):
         kwargs["units"] = kwargs["metadata"].pop("units")
     if name in viewer.layers:
@@ -117,7 +139,7 @@ def _put_layer(viewer: Any, name: str, kind: str, data: list[Any], **kwargs: Any
             return layer
         if layer.multiscale and type(layer).__name__.lower() == kind:
             try:
-                _retarget(layer, data, kwargs)
+                _retarget(layer, data, kwargs, keep_visibility)
                 return layer
             except (ValueError, TypeError):  # napari refused the swap: fall back to a new layer
                 pass
@@ -127,13 +149,17 @@ def _put_layer(viewer: Any, name: str, kind: str, data: list[Any], **kwargs: Any
     return viewer.add_labels(data, name=name, multiscale=True, **kwargs)
 
 
-def _retarget(layer: Any, data: list[Any], kwargs: dict[str, Any]) -> None:
-    """Give an existing multiscale layer new levels, placement and metadata."""
+def _retarget(
+    layer: Any, data: list[Any], kwargs: dict[str, Any], keep_visibility: bool = False
+) -> None:
+    """Give an existing multiscale layer new levels, placement and metadata (and show it,
+    unless ``keep_visibility``: the user's choice stands)."""
     layer.metadata = kwargs["metadata"]
     layer.data = data
     layer.scale = kwargs["scale"]
     layer.translate = kwargs["translate"]
-    layer.visible = True
+    if not keep_visibility:
+        layer.visible = True
 
 
 def refresh_layers(viewer: Any, store: Path) -> None:

@@ -2,9 +2,17 @@
 
 "New annotation layer" lays an empty annotation layer over the slide. The painted pixels are
 read from it into a numpy array on the GUI thread; the worker gets that array, the slide path
-and the config. Fine-tuning and the map of the slide with the new checkpoint are one run
-(:func:`~napari_wsi_ssl.inference.interactive.finetune_then_predict`): one progress bar, one
-Cancel, the part of the slide on screen mapped first.
+and the config.
+
+- **fast** (the default): the slide's feature cache (built once per slide and encoder; colour
+  features only when no pretrained checkpoint is given), a light head trained on the strokes in
+  seconds, and its whole-slide map (:func:`~napari_wsi_ssl.features.fast_finetune`). With
+  **live** on, every stroke starts a refinement round (warm-started head, new map store) and the
+  map layers follow it; **Suggest** shows where to paint next (see ``_live``).
+- **frozen encoder**, **full**, **from scratch**: fine-tuning and the map of the slide with the
+  new checkpoint are one run
+  (:func:`~napari_wsi_ssl.inference.interactive.finetune_then_predict`): one progress bar, one
+  Cancel, the part of the slide on screen mapped first.
 """
 
 from __future__ import annotations
@@ -37,16 +45,27 @@ from ._annotations import (
     slide_geometry,
 )
 from ._base import DockBase, layer_choices, optional_path, preload_compute
-from ._finetune_run import FAST_PATCHES, FinetuneRequest, finetune_run
+from ._fast_mode import FastModeMixin
+from ._finetune_run import (
+    FAST_PATCHES,
+    FinetuneRequest,
+    finetune_run,
+)
 from ._plot import CurveCanvas, ImageStrip, plot_progress
 from ._worker import Outcome
 from .predict import PredictionDisplay, predict_request
 from .pretrain import BUDGET_UNITS
 
 TASKS = ("segment", "classify", "nuclei")
-MODES = {"fast (frozen encoder)": "frozen-encoder", "full": "full", "from scratch": "scratch"}
-#: Defaults of the fast mode: a usable map of a painted slide in about a minute on a laptop CPU.
-#: (64 patches of 64 px, 3 epochs: about a minute for training and map on a 2-core CPU.)
+FAST = "fast"
+MODES = {
+    "fast": FAST,
+    "frozen encoder": "frozen-encoder",
+    "full": "full",
+    "from scratch": "scratch",
+}
+#: Defaults of the frozen-encoder mode: 64 patches of 64 px, 3 epochs, about a minute for
+#: training and map on a 2-core CPU.
 FAST_PATCH_SIZE = 64
 FAST_EPOCHS = 3
 FAST_BATCH = 8
@@ -54,7 +73,7 @@ FAST_BATCH = 8
 CHANCE_MARGIN = 0.6
 
 
-class FinetuneWidget(DockBase):
+class FinetuneWidget(FastModeMixin, DockBase):
     """Paint annotations, fine-tune a pretrained model on them (or on a labelled folder), and
     map the slide with the result, in one run."""
 
@@ -94,7 +113,12 @@ class FinetuneWidget(DockBase):
             mode=FileDialogMode.EXISTING_DIRECTORY,
             tooltip="classify: class sub-folders of patches; nuclei: image/mask pairs",
         )
-        self._mode = ComboBox(label="mode", choices=list(MODES), value="fast (frozen encoder)")
+        self._mode = ComboBox(
+            label="mode",
+            choices=list(MODES),
+            value=FAST,
+            tooltip="fast: feature cache and light head (seconds); the others train the network",
+        )
         self._budget = FloatSpinBox(label="budget", value=FAST_EPOCHS, min=0.1, max=100_000, step=1)
         self._unit = ComboBox(label="unit", choices=list(BUDGET_UNITS), value="epochs")
         self._patch = SpinBox(
@@ -123,12 +147,14 @@ class FinetuneWidget(DockBase):
         self._predict_after = CheckBox(text="predict the slide when done", value=True)
         self._finetune_button = PushButton(text="Fine-tune")
         self._finetune_button.changed.connect(self._on_finetune)
+        self._init_fast_mode(napari_viewer)
         self._curves = CurveCanvas(("loss", "validation"))
         self._preview = ImageStrip()
         budget_row = Container(
             widgets=[self._budget, self._unit], layout="horizontal", labels=False
         )
         budget_row.label = "budget"
+        self._trained = (budget_row, self._patch, self._batch, self._patches, self._predict_after)
         annotate_row = Container(
             widgets=[self._annotate_downsample, self._annotate_button],
             layout="horizontal",
@@ -136,6 +162,7 @@ class FinetuneWidget(DockBase):
         )
         annotate_row.label = "annotate"
         self._task.changed.connect(self._on_task)
+        self._mode.changed.connect(self._on_task)
         self.extend(
             [
                 self._image,
@@ -153,6 +180,8 @@ class FinetuneWidget(DockBase):
                 self._out,
                 self._predict_after,
                 self._finetune_button,
+                self._live_box,
+                self._suggest_button,
                 self._cancel_button,
                 self._progress,
                 self._status,
@@ -181,7 +210,7 @@ class FinetuneWidget(DockBase):
 
     def set_fields(self, **values: Any) -> None:
         """Set fields by name: slide, annotations, region, checkpoint, task, folder, mode,
-        budget, unit, patch_size, batch_size, num_patches, out, predict_after, downsample."""
+        budget, unit, patch_size, batch_size, num_patches, out, predict_after, downsample, live."""
         fields = {
             "slide": self._image,
             "annotations": self._annotations,
@@ -198,6 +227,7 @@ class FinetuneWidget(DockBase):
             "out": self._out,
             "predict_after": self._predict_after,
             "downsample": self._annotate_downsample,
+            "live": self._live_box,
         }
         for name, value in values.items():
             fields[name].value = value
@@ -215,7 +245,16 @@ class FinetuneWidget(DockBase):
         self._image.visible = self._annotations.visible = self._region.visible = on_slide
         self._annotate_button.visible = self._annotate_downsample.visible = on_slide
         self._folder.visible = not on_slide
-        self._predict_after.visible = on_slide
+        fast = self.fast_mode
+        for widget in self._trained:
+            widget.visible = not fast
+        self._predict_after.visible = on_slide and not fast
+        self._live_box.visible = self._suggest_button.visible = fast
+
+    @property
+    def fast_mode(self) -> bool:
+        """Whether the fast mode (feature cache and light head) is chosen, on a slide."""
+        return MODES[str(self._mode.value)] == FAST and self._task.value == "segment"
 
     def _checkpoint_out(self, task: str) -> Path:
         chosen = optional_path(self._out)
@@ -271,6 +310,9 @@ class FinetuneWidget(DockBase):
 
     def _on_finetune(self, *_: Any) -> None:
         if self._runner.busy():
+            return
+        if self.fast_mode:
+            self._start_fast()
             return
         try:
             request = self.request()

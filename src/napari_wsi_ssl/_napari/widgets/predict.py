@@ -32,7 +32,7 @@ from ._annotations import (
     slide_geometry,
 )
 from ._base import DockBase, layer_choices, optional_path, preload_compute
-from ._layers import PROBABILITY, refresh_layers, show_store, visible_box_level0
+from ._layers import PROBABILITY, UNCERTAINTY, refresh_layers, show_store, visible_box_level0
 from ._worker import Outcome, RunController
 
 NUCLEI_CHOICES = ("none", "classical", "model")
@@ -180,7 +180,7 @@ class PredictionDisplay:
             return
         from qtpy.QtCore import QTimer
 
-        layers = list(self.layers.values())
+        layers = [layer for name, layer in self.layers.items() if name != UNCERTAINTY]
 
         def reveal() -> None:
             for layer in layers:

@@ -1,0 +1,161 @@
+"""The Fine-tune dock's fast mode: the feature cache and light head, live refinement after each
+stroke, and suggestions of where to paint next (the methods the dock mixes in)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import CheckBox, PushButton
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from ...errors import AnnotationError, WsiSslError
+from ._annotations import read_painted, require_slide_path, slide_geometry
+from ._base import optional_path
+from ._finetune_run import FastRequest, LiveRefiner, fast_run
+from ._live import LiveLoop, SuggestionTour
+from ._worker import Outcome
+from .predict import PredictionDisplay, predict_request
+
+
+class FastModeMixin:
+    """Fast mode, live and Suggest for :class:`~.finetune.FinetuneWidget` (which has the fields)."""
+
+    _image: Any
+    _annotations: Any
+    _checkpoint: Any
+    _region: Any
+    _curves: Any
+    _runner: Any
+    _val_acc: float | None
+    display: PredictionDisplay
+    cache_dir: Path
+    # methods of the dock
+    _checkpoint_out: Any
+    _remember: Any
+    set_status: Any
+
+    def _init_fast_mode(self, viewer: Any) -> None:
+        self._live_box = CheckBox(
+            text="live: refine the map after each stroke (fast mode)", value=False
+        )
+        self._suggest_button = PushButton(text="Suggest where to paint next")
+        self._suggest_button.changed.connect(self._on_suggest)
+        self.refiner: LiveRefiner | None = None
+        self._fast: FastRequest | None = None
+        self.live = LiveLoop(self._start_refine, lambda: bool(self._runner.running))
+        self.tour = SuggestionTour(viewer)
+        self._live_box.changed.connect(self._on_live)
+        self._annotations.changed.connect(self._on_live)
+
+    @property
+    def suggest_button(self) -> PushButton:
+        return self._suggest_button
+
+    def fast_request(self) -> FastRequest:
+        """The fast mode's request: the painted labels, the encoder (``None``: colour features
+        only) and where the head, the map store and the cache go."""
+        slide_layer = self._image.value
+        labels_layer = self._annotations.value
+        if slide_layer is None:
+            raise WsiSslError("open a slide first")
+        if labels_layer is None:
+            raise AnnotationError(
+                "no annotation layer", hint="click New annotation layer above, then paint"
+            )
+        slide = slide_geometry(slide_layer)
+        painted = read_painted(labels_layer, slide)
+        names = {k: v for k, v in painted.class_names.items() if k != 0}
+        return FastRequest(
+            slide=require_slide_path(slide),
+            labels=np.array(painted.labels, copy=True),
+            labels_downsample=painted.downsample,
+            encoder=optional_path(self._checkpoint),
+            out_dir=Path(self.cache_dir),
+            head_path=self._checkpoint_out("segment"),
+            class_names=names,
+        )
+
+    # -- the fast mode, live refinement, suggestions -------------------------------------------
+
+    def _begin_display(self) -> None:
+        slide_layer = self._image.value
+        self.display.begin(predict_request(slide_layer, None, self.cache_dir, self._region.value))
+
+    def _start_fast(self) -> None:
+        try:
+            request = self.fast_request()
+            self._begin_display()
+        except WsiSslError as exc:
+            show_error(str(exc))
+            self.set_status(str(exc))
+            return
+        self._curves.clear()
+        self._val_acc = None
+        self._runner.start(
+            lambda token: fast_run(request, token),
+            "Fast fine-tuning",
+            on_done=lambda outcome: self._on_fast_done(request, outcome),
+        )
+
+    def _on_fast_done(self, request: FastRequest, outcome: Outcome, live: bool = False) -> None:
+        self._curves.flush()
+        self.display.finish(outcome)
+        result = outcome.value
+        if outcome.ok:
+            if not live:
+                self._fast = request
+                self.refiner = LiveRefiner(result, request)
+            self._remember(result.head)
+            acc = result.metrics.get("val_balanced_accuracy")
+            quality = f", held-out strokes balanced accuracy {acc:.2f}" if acc is not None else ""
+            seconds = sum(result.seconds.values())
+            self.set_status(
+                f"{'refined' if live else 'done'} in {outcome.seconds:.1f} s "
+                f"(head and map {seconds:.1f} s){quality}; head: {result.head.name}"
+            )
+            if not live:
+                show_info(f"Fast fine-tuning finished: {result.head}; the map is shown")
+        self.live.round_ended()
+
+    def _start_refine(self) -> bool:
+        """One live round on the strokes so far (after a fast run built the cache)."""
+        if self.refiner is None or self._fast is None:
+            self.set_status("live: click Fine-tune once (fast mode) to build the feature cache")
+            return False
+        try:
+            painted = read_painted(self._annotations.value, slide_geometry(self._image.value))
+            self._begin_display()
+        except WsiSslError as exc:
+            self.set_status(f"live: {exc}")
+            return False
+        labels = np.array(painted.labels, copy=True)
+        refiner, request = self.refiner, self._fast
+        return self._runner.start(
+            lambda token: refiner.run(labels, painted.downsample, token),
+            "Live refinement",
+            on_done=lambda outcome: self._on_fast_done(request, outcome, live=True),
+        )
+
+    def _on_live(self, *_: Any) -> None:
+        self.live.enabled = bool(self._live_box.value)
+        self.live.watch(self._annotations.value if self.live.enabled else None)
+
+    def _on_suggest(self, *_: Any) -> None:
+        store = self.display.store
+        if store is None or self.refiner is None:
+            show_warning("Fine-tune in fast mode first: suggestions rank the map's uncertainty.")
+            return
+        if self.tour.stale(store):
+            try:
+                slide = slide_geometry(self._image.value)
+                painted = read_painted(self._annotations.value, slide, min_classes=1)
+            except WsiSslError as exc:
+                show_error(str(exc))
+                return
+            n = self.tour.rank(store, painted.labels, painted.downsample, slide)
+            self.set_status(f"{n} regions to paint next, the most uncertain first")
+            if not n:
+                return
+        self.tour.visit_next()

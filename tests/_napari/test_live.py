@@ -1,0 +1,106 @@
+"""The fast interactive loop by clicks: fast mode (feature cache and light head), live refinement
+after paint strokes, the uncertainty layer, and Suggest moving the camera; on the synthetic slide."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from gui_helpers import click, open_dock, open_slide_layer, paint_classes, wait_idle
+from test_flow import StallProbe
+
+from napari_wsi_ssl._napari.widgets._base import optional_path
+from napari_wsi_ssl._napari.widgets._layers import PROBABILITY, UNCERTAINTY
+from napari_wsi_ssl._napari.widgets._live import SUGGESTIONS
+from napari_wsi_ssl.synthetic import read_tumour_mask
+
+pytestmark = pytest.mark.gui
+
+
+def _truth_on(shape: tuple[int, int], synthetic: Any) -> np.ndarray:
+    """The ground-truth tumour mask resampled onto a grid of ``shape`` over the slide."""
+    gt = read_tumour_mask(synthetic) > 0
+    rows = (np.arange(shape[0]) * synthetic.size / shape[0] / synthetic.gt_downsample).astype(int)
+    cols = (np.arange(shape[1]) * synthetic.size / shape[1] / synthetic.gt_downsample).astype(int)
+    return gt[np.ix_(np.clip(rows, 0, gt.shape[0] - 1), np.clip(cols, 0, gt.shape[1] - 1))]
+
+
+def _map_separates(layer: Any, synthetic: Any) -> tuple[float, float]:
+    """Mean probability of the map over the true tumour and over the rest of the slide."""
+    values = np.asarray(layer.data[0][:, :])
+    truth = _truth_on(values.shape, synthetic)
+    return float(values[truth].mean()), float(values[~truth].mean())
+
+
+def test_fast_live_suggest(viewer: Any, qtbot: Any, synthetic: Any, tmp_path: Path) -> None:
+    slide = open_slide_layer(viewer, synthetic.slide)
+    viewer.window.show()
+    dock = open_dock(viewer, "Fine-tune")
+    assert dock.fast_mode, "fast is the default mode"
+    dock.cache_dir = tmp_path / "cache"
+    click(qtbot, dock.annotation_button)
+    ann = viewer.layers["annotations"]
+    truth = _truth_on(ann.data.shape, synthetic)
+    paint_classes(ann, truth, seed=0, strokes=8)
+    dock.set_fields(slide=slide, annotations=ann, out=tmp_path / "head.pt")
+    assert optional_path(dock._checkpoint) is None, "no pretrained checkpoint: colour features"
+
+    # fast mode: the cache is built, the head trained, the map shown
+    t0 = time.perf_counter()
+    click(qtbot, dock.finetune_button)
+    outcome = wait_idle(qtbot, dock, 60)
+    print(f"fast fine-tuning (colour features, cache included): {time.perf_counter() - t0:.1f} s")
+    assert outcome.ok, outcome.error
+    assert (tmp_path / "head.pt").is_file() and dock.last_checkpoint == tmp_path / "head.pt"
+    prob = viewer.layers[PROBABILITY]
+    inside, outside = _map_separates(prob, synthetic)
+    assert inside > 0.7 and outside < 0.3, (inside, outside)
+    first_store = prob.metadata["store"]
+    unc = viewer.layers[UNCERTAINTY]
+    assert not unc.visible and unc.metadata["store"] == first_store
+    assert 0 < float(np.asarray(unc.data[0][:, :]).max()) <= 1.0
+
+    # live: painting more (real paint events on the layer) refreshes the map to a new store
+    dock.set_fields(live=True)
+    probe = StallProbe()
+    probe.start()
+    paint_classes(ann, truth, seed=1, strokes=6)
+    qtbot.wait(2000); print("DEBUG", first_store, viewer.layers[PROBABILITY] is prob, viewer.layers[PROBABILITY].metadata, prob.metadata)
+    qtbot.waitUntil(lambda: prob.metadata["store"] != first_store, timeout=30_000)
+    outcome = wait_idle(qtbot, dock, 30)
+    probe.stop()
+    print(f"live round: longest event-loop stall {probe.longest * 1000:.0f} ms")
+    assert outcome.ok, outcome.error
+    assert viewer.layers[PROBABILITY] is prob, "the map layer was retargeted, not replaced"
+    assert Path(prob.metadata["store"]).is_dir() and not unc.visible
+    assert unc.metadata["store"] == prob.metadata["store"]
+    inside, outside = _map_separates(prob, synthetic)
+    assert inside > 0.7 and outside < 0.3, (inside, outside)
+    assert dock.refiner is not None and dock.refiner._refiner.last is not None
+    assert probe.longest < 1.0  # generous: the test machine's cores are shared
+
+    # Suggest: rectangles where to paint next; each click moves the camera to the next one
+    click(qtbot, dock.suggest_button)
+    shapes = viewer.layers[SUGGESTIONS]
+    assert len(shapes.data) >= 2 and set(shapes.shape_type) == {"rectangle"}
+    centres = [np.asarray(r)[:, -2:].mean(axis=0) for r in shapes.data]
+    np.testing.assert_allclose(viewer.camera.center[-2:], centres[0], atol=1e-3)
+    click(qtbot, dock.suggest_button)
+    np.testing.assert_allclose(viewer.camera.center[-2:], centres[1], atol=1e-3)
+    assert not np.allclose(centres[0], centres[1])
+    # the suggested regions stay off the strokes
+    painted = np.asarray(ann.data) > 0
+    d = ann.metadata["downsample"]
+    for y0, x0, y1, x1 in dock.tour.boxes:
+        assert not painted[y0 // d : y1 // d, x0 // d : x1 // d].any()
+
+    # the head checkpoint in the Predict dock maps the slide through the cache
+    predict = open_dock(viewer, "Predict")
+    predict.set_fields(slide=slide, checkpoint=tmp_path / "head.pt", cache=tmp_path / "cache")
+    click(qtbot, predict.predict_button)
+    assert wait_idle(qtbot, predict, 30).ok
+    inside, outside = _map_separates(viewer.layers[PROBABILITY], synthetic)
+    assert inside > 0.7 and outside < 0.3, (inside, outside)
