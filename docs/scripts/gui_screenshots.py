@@ -3,10 +3,15 @@
 Run under a display, or under Xvfb on a headless machine::
 
     xvfb-run -a .venv/bin/python docs/scripts/gui_screenshots.py [--pretrained PATH]
+    xvfb-run -a .venv/bin/python docs/scripts/gui_screenshots.py --live
+
 
 It walks the user's path on the synthetic slide: open, pretrain, annotate, fine-tune (which
 predicts the map), predict nuclei, evaluate and export, and saves one PNG per step in
 docs/images/gui_*.png. Models are small so that it runs in a few minutes on a CPU.
+``--live`` takes only the shot of the fast mode with live refinement and suggestions
+(gui_live.png): colour features, strokes from the ground truth, a second round of strokes
+refined live, the uncertainty layer shown and the camera on the first suggestion.
 """
 
 from __future__ import annotations
@@ -44,6 +49,21 @@ def _shot(viewer, name: str, width: int = 1400) -> Path:
     return path
 
 
+def _open_synthetic():
+    """A fresh synthetic slide (2048 px) opened in a shown window: (folder, slide, viewer, layer)."""
+    import napari
+
+    from napari_wsi_ssl.synthetic import write_synthetic_slide
+
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="gui-shots-"))
+    syn = write_synthetic_slide(tmp / "synthetic", size=2048, seed=0)
+    viewer = napari.Viewer(title="napari-wsi-ssl", show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    (slide,) = viewer.open(str(syn.slide), plugin=PLUGIN)
+    return tmp, syn, viewer, slide
+
+
 def _dock(viewer, name: str):
     dock_widget, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=True)
     dock_widget.raise_()
@@ -53,18 +73,12 @@ def _dock(viewer, name: str):
 def main(argv: list[str]) -> int:
     """``--pretrained PATH``: fine-tune from that checkpoint (a longer pretraining, for a map
     that follows the tumour) instead of the few steps pretrained in the Pretrain shot."""
-    import napari
 
+    if "--live" in argv:
+        return live_shot()
     pretrained = Path(argv[argv.index("--pretrained") + 1]) if "--pretrained" in argv else None
 
-    from napari_wsi_ssl.synthetic import read_tumour_mask, write_synthetic_slide
-
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="gui-shots-"))
-    syn = write_synthetic_slide(tmp / "synthetic", size=2048, seed=0)
-    viewer = napari.Viewer(title="napari-wsi-ssl", show=True)
-    viewer.window._qt_window.resize(1500, 950)
-    (slide,) = viewer.open(str(syn.slide), plugin=PLUGIN)
+    tmp, syn, viewer, slide = _open_synthetic()
     _shot(viewer, "open")
 
     pretrain = _dock(viewer, "Pretrain")
@@ -84,35 +98,8 @@ def main(argv: list[str]) -> int:
     finetune = _dock(viewer, "Fine-tune")
     finetune.annotation_button.native.click()
     annotations = viewer.layers["annotations"]
-    gt = read_tumour_mask(syn)
-    rows = np.clip(
-        (
-            np.arange(annotations.data.shape[0])
-            * syn.size
-            / annotations.data.shape[0]
-            / syn.gt_downsample
-        ).astype(int),
-        0,
-        gt.shape[0] - 1,
-    )
-    cols = np.clip(
-        (
-            np.arange(annotations.data.shape[1])
-            * syn.size
-            / annotations.data.shape[1]
-            / syn.gt_downsample
-        ).astype(int),
-        0,
-        gt.shape[1] - 1,
-    )
-    tumour = gt[np.ix_(rows, cols)] > 0
-    rng = np.random.default_rng(0)
     annotations.brush_size = 8
-    for label, where in ((1, tumour), (2, ~tumour)):
-        ys, xs = np.nonzero(where)
-        annotations.selected_label = label
-        for i in rng.choice(ys.size, size=30, replace=False):
-            annotations.paint((int(ys[i]), int(xs[i])), label)
+    _paint_truth(annotations, syn, seed=0, per_class=30)
     annotations.selected_label = 1
     _shot(viewer, "annotate")
 
@@ -121,7 +108,7 @@ def main(argv: list[str]) -> int:
         slide=slide,
         annotations=annotations,
         checkpoint=pretrained or tmp / "pretrained.pt",
-        mode="fast (frozen encoder)",  # with the dock's defaults of the fast mode
+        mode="frozen encoder",  # with the dock's defaults of the frozen-encoder mode
         out=tmp / "finetuned.pt",
     )
     finetune.finetune_button.native.click()
@@ -148,6 +135,51 @@ def main(argv: list[str]) -> int:
     export.path_edit.value = tmp / "tumour.geojson"
     export.export_button.native.click()
     _shot(viewer, "export")
+    viewer.close()
+    return 0
+
+
+def _paint_truth(annotations, syn, seed: int, per_class: int) -> None:
+    """Dabs of tumour (1) and normal (2) where the synthetic slide's ground truth says."""
+    from napari_wsi_ssl.synthetic import read_tumour_mask
+
+    gt = read_tumour_mask(syn) > 0
+    h, w = annotations.data.shape
+    rows = np.clip(
+        (np.arange(h) * syn.size / h / syn.gt_downsample).astype(int), 0, gt.shape[0] - 1
+    )
+    cols = np.clip(
+        (np.arange(w) * syn.size / w / syn.gt_downsample).astype(int), 0, gt.shape[1] - 1
+    )
+    tumour = gt[np.ix_(rows, cols)]
+    rng = np.random.default_rng(seed)
+    for label, where in ((1, tumour), (2, ~tumour)):
+        ys, xs = np.nonzero(where)
+        annotations.selected_label = label
+        for i in rng.choice(ys.size, size=per_class, replace=False):
+            annotations.paint((int(ys[i]), int(xs[i])), label)
+
+
+def live_shot() -> int:
+    """The fast mode, one live round and the first suggestion, in a shown window."""
+    from qtpy.QtWidgets import QApplication
+
+    tmp, syn, viewer, slide = _open_synthetic()
+    finetune = _dock(viewer, "Fine-tune")
+    finetune.cache_dir = tmp / "cache"
+    finetune.annotation_button.native.click()
+    annotations = viewer.layers["annotations"]
+    annotations.brush_size = 8
+    _paint_truth(annotations, syn, seed=0, per_class=12)
+    finetune.set_fields(slide=slide, annotations=annotations, mode="fast", out=tmp / "head.pt")
+    finetune.finetune_button.native.click()  # inline: cache, head and map
+    finetune.set_fields(live=True)
+    _paint_truth(annotations, syn, seed=1, per_class=6)
+    while finetune.live.timer.isActive() or finetune.runner.running:  # the live round
+        QApplication.processEvents()
+    viewer.layers["Uncertainty"].visible = True
+    finetune.suggest_button.native.click()
+    _shot(viewer, "live")
     viewer.close()
     return 0
 

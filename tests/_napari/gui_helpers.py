@@ -53,3 +53,13 @@ def paint_classes(layer: Any, tumour: np.ndarray, seed: int = 0, strokes: int = 
         layer.selected_label = label
         for i in rng.choice(ys.size, size=min(strokes, ys.size), replace=False):
             layer.paint((int(ys[i]), int(xs[i])), label)
+
+
+def truth_on_grid(shape: tuple[int, int], synthetic: Any) -> np.ndarray:
+    """The synthetic slide's true tumour mask (bool) resampled onto a grid of ``shape`` over it."""
+    from napari_wsi_ssl.synthetic import read_tumour_mask
+
+    gt = read_tumour_mask(synthetic) > 0
+    rows = (np.arange(shape[0]) * synthetic.size / shape[0] / synthetic.gt_downsample).astype(int)
+    cols = (np.arange(shape[1]) * synthetic.size / shape[1] / synthetic.gt_downsample).astype(int)
+    return gt[np.ix_(np.clip(rows, 0, gt.shape[0] - 1), np.clip(cols, 0, gt.shape[1] - 1))]

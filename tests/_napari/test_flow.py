@@ -11,12 +11,18 @@ from typing import Any
 import numpy as np
 import pytest
 import tifffile
-from gui_helpers import click, open_dock, open_slide_layer, paint_classes, wait_idle
+from gui_helpers import (
+    click,
+    open_dock,
+    open_slide_layer,
+    paint_classes,
+    truth_on_grid,
+    wait_idle,
+)
 from qtpy.QtCore import QTimer
 
 from napari_wsi_ssl._napari.widgets._layers import visible_box_level0
 from napari_wsi_ssl.export import read_geojson_mask
-from napari_wsi_ssl.synthetic import read_tumour_mask
 
 pytestmark = pytest.mark.gui
 
@@ -100,7 +106,7 @@ def _finetune(
         annotations=ann,
         checkpoint=init,
         task="segment",
-        mode="fast (frozen encoder)",
+        mode="frozen encoder",
         budget=steps,
         unit="steps",
         batch_size=8,
@@ -183,16 +189,8 @@ def test_synthetic_flow(viewer: Any, qtbot: Any, synthetic: Any, tmp_path: Path)
     # generous: the machine running the tests is shared; a GUI-thread import or train step stalls for seconds
     assert probe.longest < 1.0
 
-    gt = read_tumour_mask(synthetic)  # at gt_downsample
-
     def tumour_on_grid(shape: tuple[int, int]) -> np.ndarray:
-        rows = (np.arange(shape[0]) * synthetic.size / shape[0] / synthetic.gt_downsample).astype(
-            int
-        )
-        cols = (np.arange(shape[1]) * synthetic.size / shape[1] / synthetic.gt_downsample).astype(
-            int
-        )
-        return gt[np.ix_(np.clip(rows, 0, gt.shape[0] - 1), np.clip(cols, 0, gt.shape[1] - 1))] > 0
+        return truth_on_grid(shape, synthetic)
 
     ann = _annotate(viewer, qtbot, slide, tumour_on_grid)
     painted = np.asarray(ann.data)

@@ -9,29 +9,27 @@ from typing import Any
 
 import numpy as np
 import pytest
-from gui_helpers import click, open_dock, open_slide_layer, paint_classes, wait_idle
+from gui_helpers import (
+    click,
+    open_dock,
+    open_slide_layer,
+    paint_classes,
+    truth_on_grid,
+    wait_idle,
+)
 from test_flow import StallProbe
 
 from napari_wsi_ssl._napari.widgets._base import optional_path
 from napari_wsi_ssl._napari.widgets._layers import PROBABILITY, UNCERTAINTY
 from napari_wsi_ssl._napari.widgets._live import SUGGESTIONS
-from napari_wsi_ssl.synthetic import read_tumour_mask
 
 pytestmark = pytest.mark.gui
-
-
-def _truth_on(shape: tuple[int, int], synthetic: Any) -> np.ndarray:
-    """The ground-truth tumour mask resampled onto a grid of ``shape`` over the slide."""
-    gt = read_tumour_mask(synthetic) > 0
-    rows = (np.arange(shape[0]) * synthetic.size / shape[0] / synthetic.gt_downsample).astype(int)
-    cols = (np.arange(shape[1]) * synthetic.size / shape[1] / synthetic.gt_downsample).astype(int)
-    return gt[np.ix_(np.clip(rows, 0, gt.shape[0] - 1), np.clip(cols, 0, gt.shape[1] - 1))]
 
 
 def _map_separates(layer: Any, synthetic: Any) -> tuple[float, float]:
     """Mean probability of the map over the true tumour and over the rest of the slide."""
     values = np.asarray(layer.data[0][:, :])
-    truth = _truth_on(values.shape, synthetic)
+    truth = truth_on_grid(values.shape, synthetic)
     return float(values[truth].mean()), float(values[~truth].mean())
 
 
@@ -43,7 +41,7 @@ def test_fast_live_suggest(viewer: Any, qtbot: Any, synthetic: Any, tmp_path: Pa
     dock.cache_dir = tmp_path / "cache"
     click(qtbot, dock.annotation_button)
     ann = viewer.layers["annotations"]
-    truth = _truth_on(ann.data.shape, synthetic)
+    truth = truth_on_grid(ann.data.shape, synthetic)
     paint_classes(ann, truth, seed=0, strokes=8)
     dock.set_fields(slide=slide, annotations=ann, out=tmp_path / "head.pt")
     assert optional_path(dock._checkpoint) is None, "no pretrained checkpoint: colour features"
@@ -68,7 +66,6 @@ def test_fast_live_suggest(viewer: Any, qtbot: Any, synthetic: Any, tmp_path: Pa
     probe = StallProbe()
     probe.start()
     paint_classes(ann, truth, seed=1, strokes=6)
-    qtbot.wait(2000); print("DEBUG", first_store, viewer.layers[PROBABILITY] is prob, viewer.layers[PROBABILITY].metadata, prob.metadata)
     qtbot.waitUntil(lambda: prob.metadata["store"] != first_store, timeout=30_000)
     outcome = wait_idle(qtbot, dock, 30)
     probe.stop()

@@ -182,7 +182,7 @@ def main(argv: list[str]) -> int:
         annotations=layer,
         checkpoint=init,
         task="segment",
-        mode="fast (frozen encoder)",
+        mode="frozen encoder",
         budget=10 if quick else 40,
         unit="steps",
         batch_size=8,

@@ -23,14 +23,11 @@ from napari.layers import Image, Labels, Shapes
 from napari.utils.colormaps import DirectLabelColormap
 
 from ...errors import AnnotationError, SlideError
+from ...vocab import CLASS_COLOURS, DEFAULT_CLASS_NAMES, UNLABELLED
 
-#: Names and colours (RGBA) of the annotation classes; 0 is unlabelled.
-CLASS_NAMES: dict[int, str] = {0: "unlabelled", 1: "tumour", 2: "normal"}
-CLASS_COLOURS: dict[int | None, tuple[float, float, float, float]] = {
-    None: (0.35, 0.55, 1.0, 1.0),  # further classes the user adds
-    0: (0.0, 0.0, 0.0, 0.0),
-    1: (0.92, 0.18, 0.18, 1.0),
-    2: (0.18, 0.78, 0.32, 1.0),
+#: Names of the annotation classes (the project's class table; 0 is unlabelled, not painted).
+CLASS_NAMES: dict[int, str] = {
+    k: ("unlabelled" if k == UNLABELLED else v) for k, v in DEFAULT_CLASS_NAMES.items()
 }
 
 #: Largest side, in pixels, of an annotation layer made with the automatic downsample.

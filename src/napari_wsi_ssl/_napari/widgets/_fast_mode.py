@@ -11,7 +11,13 @@ from magicgui.widgets import CheckBox, PushButton
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ...errors import AnnotationError, WsiSslError
-from ._annotations import read_painted, require_slide_path, slide_geometry
+from ._annotations import (
+    PaintedAnnotation,
+    SlideGeometry,
+    read_painted,
+    require_slide_path,
+    slide_geometry,
+)
 from ._base import optional_path
 from ._finetune_run import FastRequest, LiveRefiner, fast_run
 from ._live import LiveLoop, SuggestionTour
@@ -45,17 +51,24 @@ class FastModeMixin:
         self.refiner: LiveRefiner | None = None
         self._fast: FastRequest | None = None
         self.live = LiveLoop(self._start_refine, lambda: bool(self._runner.running))
-        self.tour = SuggestionTour(viewer)
+        self.tour = SuggestionTour(viewer, self._canvas_size)
         self._live_box.changed.connect(self._on_live)
         self._annotations.changed.connect(self._on_live)
+
+    def _canvas_size(self) -> tuple[int, int]:
+        """About the size of the viewer's canvas (its window's central widget), in pixels."""
+        native = getattr(self, "native", None)
+        central = native.window().centralWidget() if native is not None else None
+        if central is None:
+            return (600, 800)
+        return (max(1, central.height()), max(1, central.width()))
 
     @property
     def suggest_button(self) -> PushButton:
         return self._suggest_button
 
-    def fast_request(self) -> FastRequest:
-        """The fast mode's request: the painted labels, the encoder (``None``: colour features
-        only) and where the head, the map store and the cache go."""
+    def painted(self, min_classes: int = 2) -> tuple[SlideGeometry, PaintedAnnotation]:
+        """The chosen slide and the labels painted on the chosen annotation layer."""
         slide_layer = self._image.value
         labels_layer = self._annotations.value
         if slide_layer is None:
@@ -65,7 +78,12 @@ class FastModeMixin:
                 "no annotation layer", hint="click New annotation layer above, then paint"
             )
         slide = slide_geometry(slide_layer)
-        painted = read_painted(labels_layer, slide)
+        return slide, read_painted(labels_layer, slide, min_classes)
+
+    def fast_request(self) -> FastRequest:
+        """The fast mode's request: the painted labels, the encoder (``None``: colour features
+        only) and where the head, the map store and the cache go."""
+        slide, painted = self.painted()
         names = {k: v for k, v in painted.class_names.items() if k != 0}
         return FastRequest(
             slide=require_slide_path(slide),
@@ -125,7 +143,7 @@ class FastModeMixin:
             self.set_status("live: click Fine-tune once (fast mode) to build the feature cache")
             return False
         try:
-            painted = read_painted(self._annotations.value, slide_geometry(self._image.value))
+            _, painted = self.painted()
             self._begin_display()
         except WsiSslError as exc:
             self.set_status(f"live: {exc}")
@@ -149,8 +167,7 @@ class FastModeMixin:
             return
         if self.tour.stale(store):
             try:
-                slide = slide_geometry(self._image.value)
-                painted = read_painted(self._annotations.value, slide, min_classes=1)
+                slide, painted = self.painted(min_classes=1)
             except WsiSslError as exc:
                 show_error(str(exc))
                 return

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from napari.layers import Image, Labels
 
 from ...inference.store import PredictionStore, StoredMap
 from ._annotations import SlideGeometry
@@ -137,7 +138,8 @@ def _put_layer(viewer: Any, name: str, kind: str, data: list[Any], **kwargs: Any
         if layer.metadata.get("store") == kwargs["metadata"].get("store"):
             layer.refresh()
             return layer
-        if layer.multiscale and type(layer).__name__.lower() == kind:
+        # isinstance, not the type's name: a plugin dock's viewer hands out proxies of layers
+        if layer.multiscale and isinstance(layer, Image if kind == "image" else Labels):
             try:
                 _retarget(layer, data, kwargs, keep_visibility)
                 return layer

@@ -97,8 +97,9 @@ def box_to_world(slide: SlideGeometry, box: tuple[int, int, int, int]) -> np.nda
 class SuggestionTour:
     """The suggested regions of one map store, visited one per click."""
 
-    def __init__(self, viewer: Any) -> None:
+    def __init__(self, viewer: Any, canvas_size: Callable[[], tuple[int, int]]) -> None:
         self.viewer = viewer
+        self.canvas_size = canvas_size
         self.store: Path | None = None
         self.boxes: list[tuple[int, int, int, int]] = []
         self.next = 0
@@ -128,7 +129,7 @@ class SuggestionTour:
                 name=SUGGESTIONS,
                 edge_color="cyan",
                 face_color="transparent",
-                edge_width=max(slide.scale) * 4 * labels_downsample,
+                edge_width=max(slide.scale) * 1.5 * labels_downsample,
                 metadata={"store": str(store), "scores": [round(s.score, 4) for s in found]},
                 units=slide.units,
             )
@@ -153,7 +154,7 @@ class SuggestionTour:
         corners = box_to_world(self.slide, box)
         centre = corners.mean(axis=0)
         side = float(max(np.ptp(corners[:, 0]), np.ptp(corners[:, 1])))
-        canvas = getattr(self.viewer, "_canvas_size", None) or (600, 800)
+        canvas = self.canvas_size()
         self.viewer.camera.center = (float(centre[0]), float(centre[1]))
         if side > 0:
             self.viewer.camera.zoom = FILL * min(canvas) / side

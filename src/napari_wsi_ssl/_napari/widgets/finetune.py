@@ -33,16 +33,14 @@ from magicgui.widgets import (
 from napari.layers import Labels, Shapes
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ...errors import AnnotationError, WsiSslError
+from ...errors import WsiSslError
 from ...events import Preview, Progress, StoreReady, TilesDone
 from ...inference.interactive import CheckpointSaved, FinetunedMap
 from ._annotations import (
     annotate_slide,
     is_slide_layer,
-    read_painted,
     region_xywh,
     require_slide_path,
-    slide_geometry,
 )
 from ._base import DockBase, layer_choices, optional_path, preload_compute
 from ._fast_mode import FastModeMixin
@@ -250,6 +248,9 @@ class FinetuneWidget(FastModeMixin, DockBase):
             widget.visible = not fast
         self._predict_after.visible = on_slide and not fast
         self._live_box.visible = self._suggest_button.visible = fast
+        # the curves and previews are those of network training; the status line has the head's
+        self._curves.setVisible(not fast)
+        self._preview.setVisible(not fast)
 
     @property
     def fast_mode(self) -> bool:
@@ -284,16 +285,8 @@ class FinetuneWidget(FastModeMixin, DockBase):
         }
         if task != "segment":
             return FinetuneRequest(**common, folder=optional_path(self._folder))
+        slide, painted = self.painted()
         slide_layer = self._image.value
-        labels_layer = self._annotations.value
-        if slide_layer is None:
-            raise WsiSslError("open a slide first")
-        if labels_layer is None:
-            raise AnnotationError(
-                "no annotation layer", hint="click New annotation layer above, then paint"
-            )
-        slide = slide_geometry(slide_layer)
-        painted = read_painted(labels_layer, slide)
         region = region_xywh(self._region.value, slide)
         then_map = None
         if self._predict_after.value:
