@@ -63,9 +63,10 @@ def test_fast_live_suggest(viewer: Any, qtbot: Any, synthetic: Any, tmp_path: Pa
 
     # live: painting more (real paint events on the layer) refreshes the map to a new store
     dock.set_fields(live=True)
-    probe = StallProbe()
-    probe.start()
     paint_classes(ann, truth, seed=1, strokes=6)
+    assert dock.live.timer.isActive(), "the strokes started the debounce timer"
+    probe = StallProbe()  # from the strokes' end: the round and the layers' retargeting
+    probe.start()
     qtbot.waitUntil(lambda: prob.metadata["store"] != first_store, timeout=30_000)
     outcome = wait_idle(qtbot, dock, 30)
     probe.stop()
@@ -101,3 +102,40 @@ def test_fast_live_suggest(viewer: Any, qtbot: Any, synthetic: Any, tmp_path: Pa
     assert wait_idle(qtbot, predict, 30).ok
     inside, outside = _map_separates(viewer.layers[PROBABILITY], synthetic)
     assert inside > 0.7 and outside < 0.3, (inside, outside)
+
+
+def test_live_loop_debounces_and_queues(qtbot: Any) -> None:
+    """Strokes in a burst start one round after a pause; a stroke during a round queues one more."""
+    from napari.layers import Labels
+
+    from napari_wsi_ssl._napari.widgets._live import DEBOUNCE_MS, LiveLoop
+
+    rounds: list[float] = []
+    busy = [False]
+    loop = LiveLoop(lambda: rounds.append(time.perf_counter()) is None, lambda: busy[0])
+    layer = Labels(np.zeros((64, 64), np.uint8))
+    loop.watch(layer)
+    layer.brush_size = 3
+    loop.enabled = False
+    layer.paint((5, 5), 1)
+    qtbot.wait(DEBOUNCE_MS + 200)
+    assert rounds == [], "live off: no round"
+    loop.enabled = True
+    t0 = time.perf_counter()
+    for i in range(3):  # a burst of strokes: one round, after the last one
+        layer.paint((10 + i, 10), 1)
+        qtbot.wait(DEBOUNCE_MS // 3)
+    qtbot.waitUntil(lambda: len(rounds) == 1, timeout=2000)
+    assert rounds[0] - t0 >= DEBOUNCE_MS / 1000 * 1.5
+    busy[0] = True  # a round is going: a stroke queues one more, run when it ends
+    layer.paint((20, 20), 2)
+    qtbot.waitUntil(lambda: loop.pending, timeout=2000)
+    assert len(rounds) == 1
+    busy[0] = False
+    loop.round_ended()
+    qtbot.waitUntil(lambda: len(rounds) == 2, timeout=2000)
+    assert not loop.pending
+    loop.watch(None)  # another layer, or live off: its strokes no longer count
+    layer.paint((30, 30), 2)
+    qtbot.wait(DEBOUNCE_MS + 200)
+    assert len(rounds) == 2
