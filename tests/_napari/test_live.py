@@ -56,6 +56,7 @@ def test_fast_live_suggest(viewer: Any, qtbot: Any, synthetic: Any, tmp_path: Pa
     prob = viewer.layers[PROBABILITY]
     inside, outside = _map_separates(prob, synthetic)
     assert inside > 0.7 and outside < 0.3, (inside, outside)
+    assert "probability of 'tumour'" in dock._status.value, dock._status.value
     first_store = prob.metadata["store"]
     unc = viewer.layers[UNCERTAINTY]
     assert not unc.visible and unc.metadata["store"] == first_store

@@ -129,9 +129,11 @@ class FastModeMixin:
             acc = result.metrics.get("val_balanced_accuracy")
             quality = f", held-out strokes balanced accuracy {acc:.2f}" if acc is not None else ""
             seconds = sum(result.seconds.values())
+            shown = request.class_names.get(1, "tumour")
             self.set_status(
                 f"{'refined' if live else 'done'} in {outcome.seconds:.1f} s "
-                f"(head and map {seconds:.1f} s){quality}; head: {result.head.name}"
+                f"(head and map {seconds:.1f} s){quality}; the map is the probability of "
+                f"{shown!r}; head: {result.head.name}"
             )
             if not live:
                 show_info(f"Fast fine-tuning finished: {result.head}; the map is shown")
