@@ -15,8 +15,8 @@ from ...errors import CancelledError, WsiSslError
 from ...events import CancelToken, Progress, StoreReady
 from ...features import FastResult
 from ...inference.interactive import FinetunedMap, finetune_then_predict
+from ...vocab import Budget
 from .predict import PredictRequest
-from .pretrain import budget_fields
 
 #: Patches drawn from the painted pixels by default (the fast mode's).
 FAST_PATCHES = 64
@@ -70,7 +70,7 @@ def finetune_run(
         batch_size=request.batch_size,
         num_patches=request.num_patches,
         preview_every=10,
-        **budget_fields(request.budget, request.budget_unit),
+        budget=Budget.parse(request.budget, request.budget_unit),
     )
     plan = request.then_map.plan if request.then_map is not None else None
     result: FinetunedMap = yield from finetune_then_predict(

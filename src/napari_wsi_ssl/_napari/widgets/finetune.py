@@ -36,6 +36,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from ...errors import WsiSslError
 from ...events import Preview, Progress, StoreReady, TilesDone
 from ...inference.interactive import CheckpointSaved, FinetunedMap
+from ...vocab import BudgetUnit
 from ._annotations import (
     annotate_slide,
     is_slide_layer,
@@ -52,7 +53,6 @@ from ._finetune_run import (
 from ._plot import CurveCanvas, ImageStrip, plot_progress
 from ._worker import Outcome
 from .predict import PredictionDisplay, predict_request
-from .pretrain import BUDGET_UNITS
 
 TASKS = ("segment", "classify", "nuclei")
 FAST = "fast"
@@ -118,7 +118,7 @@ class FinetuneWidget(FastModeMixin, DockBase):
             tooltip="fast: feature cache and light head (seconds); the others train the network",
         )
         self._budget = FloatSpinBox(label="budget", value=FAST_EPOCHS, min=0.1, max=100_000, step=1)
-        self._unit = ComboBox(label="unit", choices=list(BUDGET_UNITS), value="epochs")
+        self._unit = ComboBox(label="unit", choices=list(BudgetUnit.values()), value="epochs")
         self._patch = SpinBox(
             label="patch size",
             value=FAST_PATCH_SIZE,

@@ -20,13 +20,11 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_info
 
 from ...events import CancelToken, Preview, Progress
+from ...vocab import Budget, BudgetUnit, Objective, Preset
 from ._annotations import is_slide_layer, slide_layers
 from ._base import DockBase, layer_choices, optional_path, preload_compute
 from ._plot import CurveCanvas, ImageStrip, plot_progress
 from ._worker import Outcome
-
-PRESETS = ("resnet34-ae", "unet-resnet34")
-BUDGET_UNITS = ("epochs", "minutes", "steps")
 
 
 @dataclass(frozen=True)
@@ -35,6 +33,7 @@ class PretrainSettings:
 
     sources: tuple[Path, ...]
     preset: str
+    objective: str
     mpp: float
     patch_size: int
     width: int
@@ -50,27 +49,16 @@ def pretrain_run(settings: PretrainSettings, cancel: CancelToken) -> Generator[A
 
     config = PretrainConfig(
         preset=settings.preset,
+        objective=settings.objective,
         width=settings.width,
         mpp=settings.mpp,
         patch_size=settings.patch_size,
         batch_size=settings.batch_size,
         preview_every=10,
-        **budget_fields(settings.budget, settings.budget_unit),
+        budget=Budget.parse(settings.budget, settings.budget_unit),
     )
     result: Path = yield from pretrain(list(settings.sources), config, settings.out, cancel=cancel)
     return result
-
-
-def budget_fields(budget: float, unit: str) -> dict[str, Any]:
-    """The dock's budget value and unit as a training config's ``epochs``/``steps``/``minutes``."""
-    fields: dict[str, Any] = {"epochs": None, "steps": None, "minutes": None}
-    if unit == "minutes":
-        fields["minutes"] = float(budget)
-    elif unit == "steps":
-        fields["steps"] = max(1, int(budget))
-    else:
-        fields["epochs"] = max(1, int(budget))
-    return fields
 
 
 class PretrainWidget(DockBase):
@@ -91,9 +79,16 @@ class PretrainWidget(DockBase):
         )
         self._preset = ComboBox(
             label="preset",
-            choices=list(PRESETS),
-            value="resnet34-ae",
+            choices=list(Preset.values()),
+            value=Preset.RESNET34_AE.value,
             tooltip="ResNet34 autoencoder (transfer to any task) or UNet (segmentation)",
+        )
+        self._objective = ComboBox(
+            label="objective",
+            choices=list(Objective.values()),
+            value=Objective.L1.value,
+            tooltip="l1: the papers' pixel reconstruction; mim: masked-image modelling; "
+            "stain, cross-stain: stain-aware (docs/training.md)",
         )
         self._mpp = FloatSpinBox(label="mpp (µm/px)", value=1.0, min=0.1, max=32.0, step=0.25)
         self._patch = SpinBox(label="patch size", value=128, min=32, max=1024, step=32)
@@ -104,7 +99,7 @@ class PretrainWidget(DockBase):
             tooltip="channels of the first stage; 64 is the full ResNet34 (use it on a GPU)",
         )
         self._budget = FloatSpinBox(label="budget", value=2, min=0.1, max=100_000, step=1)
-        self._unit = ComboBox(label="unit", choices=list(BUDGET_UNITS), value="epochs")
+        self._unit = ComboBox(label="unit", choices=list(BudgetUnit.values()), value="epochs")
         self._batch = SpinBox(label="batch size", value=8, min=1, max=512)
         self._out = FileEdit(
             label="checkpoint",
@@ -125,6 +120,7 @@ class PretrainWidget(DockBase):
                 self._slides,
                 self._folder,
                 self._preset,
+                self._objective,
                 self._mpp,
                 self._patch,
                 self._width,
@@ -156,9 +152,10 @@ class PretrainWidget(DockBase):
         return self._preview
 
     def set_fields(self, **values: Any) -> None:
-        """Set fields by name: preset, mpp, patch_size, width, budget, unit, batch_size, out, folder, slides."""
+        """Set fields by name: preset, objective, mpp, patch_size, width, budget, unit, batch_size, out, folder, slides."""
         fields = {
             "preset": self._preset,
+            "objective": self._objective,
             "mpp": self._mpp,
             "patch_size": self._patch,
             "width": self._width,
@@ -193,6 +190,7 @@ class PretrainWidget(DockBase):
         return PretrainSettings(
             sources=sources,
             preset=str(self._preset.value),
+            objective=str(self._objective.value),
             mpp=float(self._mpp.value),
             patch_size=int(self._patch.value),
             width=int(self._width.value),
