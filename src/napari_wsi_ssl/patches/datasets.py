@@ -36,8 +36,11 @@ SLIDE_SUFFIXES = (
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(rgb[..., :3])).permute(2, 0, 1).float().div_(255.0)
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1].
+
+    Slide reads may be read-only views of the decoded-tile cache: the uint8 tensor is a copy.
+    """
+    return torch.tensor(rgb[..., :3]).permute(2, 0, 1).float().div_(255.0)
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
