@@ -12,7 +12,8 @@ import torch
 from napari_wsi_ssl.errors import TrainingError
 from napari_wsi_ssl.events import CancelToken, Log, Preview, Progress, run_to_end
 from napari_wsi_ssl.models import load_checkpoint
-from napari_wsi_ssl.training import PretrainConfig, autocast_for, choose_device, lr_factor, pretrain
+from napari_wsi_ssl.models.device import autocast_for, choose_device
+from napari_wsi_ssl.training import PretrainConfig, lr_factor, pretrain
 
 pretrain_module = sys.modules["napari_wsi_ssl.training.pretrain"]
 

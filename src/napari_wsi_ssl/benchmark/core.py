@@ -108,7 +108,7 @@ def rate(n: int, fn: Callable[[], Any]) -> float:
 def environment(device: Any) -> dict[str, Any]:
     import torch
 
-    from ..training.device import cpu_flags
+    from ..models.device import cpu_flags
 
     return {
         "device": str(device),
@@ -124,7 +124,7 @@ def environment(device: Any) -> dict[str, Any]:
 
 def run_bench(config: BenchConfig) -> Iterator[tuple[str, Figure | dict[str, Any]]]:
     """Measure every figure in turn; yields ``(name, Figure)`` as each finishes, then ``("env", {...})``."""
-    from ..training import choose_device
+    from ..models.device import choose_device
     from . import inference, memory, reading, training
     from .fixtures import bench_slide, random_checkpoint
 

@@ -84,7 +84,7 @@ def _cache_vs_encoder(
 
     from ..features import FeatureCache
     from ..features.extract import Extractor, encode
-    from ..training import autocast_for
+    from ..models.device import autocast_for
     from .core import alternate
 
     cache = FeatureCache.open(next(cache_dir.glob("*.features.zarr")))

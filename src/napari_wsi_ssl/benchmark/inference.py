@@ -80,7 +80,7 @@ def _bare_model(
     import torch
 
     from ..models import load_checkpoint
-    from ..training import autocast_for
+    from ..models.device import autocast_for
 
     model: Any = load_checkpoint(ckpt, device=device).model
     model = model.to(memory_format=torch.channels_last)
@@ -214,7 +214,7 @@ def bench_precision(ckpt: Path, config: BenchConfig) -> Figure:
     import torch
 
     from ..models import load_checkpoint
-    from ..training import autocast_for, cpu_has_bf16
+    from ..models.device import autocast_for, cpu_has_bf16
 
     device = torch.device("cpu")
     side = config.infer_tile + 2 * (32 if config.quick else 64)

@@ -59,7 +59,7 @@ def _bare_step_times(device: Any, config: BenchConfig, steps: int) -> list[float
     import torch.nn.functional as F
 
     from ..models import build_model
-    from ..training import autocast_for
+    from ..models.device import autocast_for
 
     torch.manual_seed(0)
     model = build_model(

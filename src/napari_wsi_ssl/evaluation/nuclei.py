@@ -27,7 +27,7 @@ def nuclei_probs(checkpoint: Any, image: np.ndarray, device: str = "auto") -> np
     """
     import torch
 
-    from ..training import autocast_for, choose_device
+    from ..models.device import autocast_for, choose_device
 
     dev = choose_device(device)
     h, w = image.shape[:2]

@@ -63,7 +63,7 @@ def predict_patch_probs(
     """
     import torch
 
-    from ..training import autocast_for, choose_device
+    from ..models.device import autocast_for, choose_device
 
     if checkpoint.task not in ("classify", "segment"):
         raise CheckpointError(

@@ -28,9 +28,10 @@ from .._digest import file_sha256
 from ..errors import WsiSslError
 from ..events import CancelToken, Log, TilesDone
 from ..geometry import Rect
-from ..inference.runner import choose_device, run_tiles
+from ..inference.runner import run_tiles
 from ..inference.store import ATTR, hash_key, slide_fingerprint
 from ..inference.tiling import Box, TileGrid, make_grid, order_tiles, tissue_tiles
+from ..models.device import choose_device
 from .config import FeatureConfig
 from .extract import Basis, Extractor, colour_names
 

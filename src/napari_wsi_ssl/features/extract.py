@@ -88,7 +88,7 @@ class Extractor:
 
     def encoder_raw(self, windows: np.ndarray) -> torch.Tensor:
         """(B, Cin, s, s) float32 encoder features of (B, S, S, 3) uint8 windows, s = S / stride."""
-        from ..training import autocast_for
+        from ..models.device import autocast_for
 
         cfg = self.config
         x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)

@@ -14,7 +14,7 @@ from ..events import CancelToken, Log, StoreReady, TilesDone
 from ..geometry import Rect
 from .config import PredictConfig
 from .jobs import Job, nuclei_job, tumour_job
-from .runner import choose_device, run_tiles
+from .runner import run_tiles
 from .store import hash_key, open_root, slide_fingerprint
 from .tiling import Box, order_tiles
 
@@ -125,6 +125,8 @@ def predict_opened(
         yield Log(f"{path.name}: already computed, nothing to do")
         yield TilesDone(0, 0)
         return path
+    from ..models.device import choose_device  # models loads torch: inference stays light to import
+
     device = choose_device(config.device)
     if mask is None and config.tissue_only:
         from ..slide import tissue_mask

@@ -15,20 +15,6 @@ from ..events import CancelToken, TilesDone
 Tile = tuple[int, int]
 
 
-def choose_device(name: str = "auto") -> Any:
-    """The torch device for ``name`` (the training layer's choice)."""
-    from ..training import choose_device as _choose
-
-    return _choose(name)
-
-
-def autocast_context(device: Any) -> Any:
-    """bf16 autocast on CPUs that have it, AMP on CUDA, nothing otherwise."""
-    from ..training import autocast_for
-
-    return autocast_for(device)
-
-
 class TorchPredictor:
     """A model as a function from uint8 (B, H, W, 3) images to float32 class probabilities.
 
@@ -65,6 +51,8 @@ class TorchPredictor:
     def __call__(self, images: np.ndarray) -> np.ndarray:
         import torch
 
+        from ..models.device import autocast_for
+
         x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device, non_blocking=True)
         x = x.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
         n = x.shape[0]
@@ -73,19 +61,21 @@ class TorchPredictor:
                 return self._run_compiled(x)[:n]
             except Exception as exc:  # noqa: BLE001 - fall back, never lose the run
                 self._give_up(exc)
-        with torch.inference_mode(), autocast_context(self.device):
+        with torch.inference_mode(), autocast_for(self.device):
             out = self.model(x)[self.output]
         return torch.softmax(out.float(), dim=1).cpu().numpy()
 
     def _run_compiled(self, x: Any) -> np.ndarray:
         import torch
 
+        from ..models.device import autocast_for
+
         b = int(self.compile_batch or x.shape[0])
         if x.shape[0] < b:  # pad to the compiled shape, so that nothing recompiles
             pad = x[-1:].expand(b - x.shape[0], *x.shape[1:])
             x = torch.cat([x, pad]).contiguous(memory_format=torch.channels_last)
         # inductor freezes the weights into the graph under no_grad (not inference_mode)
-        with torch.no_grad(), autocast_context(self.device):
+        with torch.no_grad(), autocast_for(self.device):
             out = self.compiled(x)[self.output]
         return torch.softmax(out.float(), dim=1).cpu().numpy()
 

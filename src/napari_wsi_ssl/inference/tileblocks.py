@@ -94,8 +94,8 @@ def plan_slide(
 
     Errors come back as ``SlidePlan.error``, one line naming the slide.
     """
+    from ..models.device import choose_device
     from ..slide import open_slide, tissue_mask
-    from .runner import choose_device
 
     try:
         slide = open_slide(slide_path, mpp=config.slide_mpp)
@@ -141,8 +141,8 @@ def predict_block(
     """Compute ``tiles`` of the map ``name`` into level 0 of ``store`` (nothing else)."""
     import zarr
 
+    from ..models.device import choose_device
     from ..slide import open_slide
-    from .runner import choose_device
 
     worker = _worker_address()
     try:

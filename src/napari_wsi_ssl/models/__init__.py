@@ -1,7 +1,9 @@
-"""ResNet34 encoder, inverted-ResNet34 decoder, task heads, presets and the checkpoint format."""
+"""ResNet34 encoder, inverted-ResNet34 decoder, task heads, presets, the checkpoint format, and
+the device and precision a model runs with."""
 
 from .checkpoint import Checkpoint, load_checkpoint, read_payload, save_checkpoint
 from .decoder import InvertedResNetDecoder, LightSegHead
+from .device import autocast_for, choose_device, cpu_has_bf16
 from .net import (
     PRESETS,
     TASKS,
@@ -22,8 +24,11 @@ __all__ = [
     "LightSegHead",
     "ResNetEncoder",
     "WsiModel",
+    "autocast_for",
     "build_from_arch",
     "build_model",
+    "choose_device",
+    "cpu_has_bf16",
     "load_checkpoint",
     "load_encoder_state_dict",
     "make_arch",

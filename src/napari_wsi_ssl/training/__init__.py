@@ -2,7 +2,6 @@
 
 from .config import FinetuneConfig, PretrainConfig, lr_factor
 from .data import FinetuneData, resolve_sources
-from .device import autocast_for, choose_device, cpu_has_bf16
 from .finetune import finetune
 from .pretrain import pretrain
 
@@ -10,9 +9,6 @@ __all__ = [
     "FinetuneConfig",
     "FinetuneData",
     "PretrainConfig",
-    "autocast_for",
-    "choose_device",
-    "cpu_has_bf16",
     "finetune",
     "lr_factor",
     "pretrain",

@@ -26,8 +26,8 @@ from .._atomic import ensure_writable
 from ..errors import CheckpointError, TrainingError
 from ..events import CancelToken, Log, Preview, Progress
 from ..models import WsiModel, read_payload, save_checkpoint
+from ..models.device import autocast_for, choose_device
 from .config import FinetuneConfig, PretrainConfig, lr_factor
-from .device import autocast_for, choose_device
 
 Batch = dict[str, Any]
 Outputs = dict[str, torch.Tensor]

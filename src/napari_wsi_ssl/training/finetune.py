@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import TrainingError
 from ..events import CancelToken, Log
 from ..models import Checkpoint, WsiModel, build_model, load_checkpoint
+from ..models.device import autocast_for
 from ..patches import (
     NO_AUGMENT,
     Augment,
@@ -33,7 +34,6 @@ from ..patches.augment import augment_for
 from ..vocab import UNLABELLED, Mode, Preset, Task, class_names_for
 from .config import FinetuneConfig
 from .data import FinetuneData, Indexed, check_painted
-from .device import autocast_for
 from .engine import Job, run
 
 #: The loss's ignore index where every target is a class (patch and nuclei data): torch's default.

@@ -1,4 +1,4 @@
-"""Device and precision choice, made once per run."""
+"""Device and precision choice, made once per run (training, inference and evaluation share it)."""
 
 from __future__ import annotations
 
