@@ -25,25 +25,15 @@ def nuclei_probs(checkpoint: Any, image: np.ndarray, device: str = "auto") -> np
 
     The image is reflect-padded to a multiple of 32 px (the encoder's stride) and cropped back.
     """
-    import torch
-
-    from ..models.device import autocast_for, choose_device
+    # models loads torch: evaluation stays light to import
+    from ..models import choose_device, predict_batch
 
     dev = choose_device(device)
     h, w = image.shape[:2]
     ph, pw = -h % 32, -w % 32
     padded = np.pad(image[..., :3], ((0, ph), (0, pw), (0, 0)), mode="reflect")
-    x = (
-        torch.from_numpy(np.ascontiguousarray(padded))
-        .to(dev)
-        .permute(2, 0, 1)[None]
-        .float()
-        .div_(255.0)
-    )
     model = checkpoint.model.to(dev).eval()
-    with torch.inference_mode(), autocast_for(dev):
-        seg = model(x)["seg"]
-    return torch.softmax(seg.float(), dim=1)[0, :, :h, :w].cpu().numpy()
+    return predict_batch(model, padded[None], dev, "seg")[0, :, :h, :w]
 
 
 def _nuclei_predictor(

@@ -61,9 +61,8 @@ def predict_patch_probs(
     Classification models give the softmax of their logits; segmentation models the mean
     probability of each class over the centre half of the patch (where PCam's label applies).
     """
-    import torch
-
-    from ..models.device import autocast_for, choose_device
+    # models loads torch: evaluation stays light to import
+    from ..models import choose_device, predict_batch
 
     if checkpoint.task not in ("classify", "segment"):
         raise CheckpointError(
@@ -77,17 +76,14 @@ def predict_patch_probs(
     n = images.shape[0]
     for start in range(0, n, batch_size):
         _check(cancel)
-        batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
-        x = batch.to(dev).permute(0, 3, 1, 2).float().div_(255.0)
-        with torch.inference_mode(), autocast_for(dev):
-            result = model(x)
+        batch = images[start : start + batch_size]
         if checkpoint.task == "classify":
-            prob = torch.softmax(result["logits"].float(), dim=1)
+            prob = predict_batch(model, batch, dev, "logits")
         else:
-            seg = torch.softmax(result["seg"].float(), dim=1)
+            seg = predict_batch(model, batch, dev, "seg")
             h, w = seg.shape[-2:]
-            prob = seg[..., h // 4 : h - h // 4, w // 4 : w - w // 4].mean(dim=(2, 3))
-        out.append(prob.cpu().numpy())
+            prob = seg[..., h // 4 : h - h // 4, w // 4 : w - w // 4].mean(axis=(2, 3))
+        out.append(prob)
         yield Progress(min(start + batch_size, n), n, message="scoring patches")
     return np.concatenate(out) if out else np.zeros((0, len(checkpoint.class_names)))
 

@@ -49,35 +49,25 @@ class TorchPredictor:
         self.note = f"torch.compile failed ({type(exc).__name__}: {first}); the plain model is used"
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        import torch
+        from ..models import predict_batch  # models loads torch: inference stays light to import
 
-        from ..models.device import autocast_for
-
-        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device, non_blocking=True)
-        x = x.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
-        n = x.shape[0]
         if self.compiled is not None:
             try:
-                return self._run_compiled(x)[:n]
+                return self._run_compiled(images)
             except Exception as exc:  # noqa: BLE001 - fall back, never lose the run
                 self._give_up(exc)
-        with torch.inference_mode(), autocast_for(self.device):
-            out = self.model(x)[self.output]
-        return torch.softmax(out.float(), dim=1).cpu().numpy()
+        return predict_batch(self.model, images, self.device, self.output)
 
-    def _run_compiled(self, x: Any) -> np.ndarray:
-        import torch
+    def _run_compiled(self, images: np.ndarray) -> np.ndarray:
+        from ..models import predict_batch  # models loads torch: inference stays light to import
 
-        from ..models.device import autocast_for
-
-        b = int(self.compile_batch or x.shape[0])
-        if x.shape[0] < b:  # pad to the compiled shape, so that nothing recompiles
-            pad = x[-1:].expand(b - x.shape[0], *x.shape[1:])
-            x = torch.cat([x, pad]).contiguous(memory_format=torch.channels_last)
+        n = images.shape[0]
+        b = int(self.compile_batch or n)
+        if n < b:  # pad to the compiled shape, so that nothing recompiles
+            images = np.concatenate([images, np.repeat(images[-1:], b - n, axis=0)])
         # inductor freezes the weights into the graph under no_grad (not inference_mode)
-        with torch.no_grad(), autocast_for(self.device):
-            out = self.compiled(x)[self.output]
-        return torch.softmax(out.float(), dim=1).cpu().numpy()
+        out = predict_batch(self.compiled, images, self.device, self.output, inference_mode=False)
+        return out[:n]
 
 
 def run_tiles(

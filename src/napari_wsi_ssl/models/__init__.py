@@ -1,6 +1,7 @@
 """ResNet34 encoder, inverted-ResNet34 decoder, task heads, presets, the checkpoint format, and
 the device and precision a model runs with."""
 
+from .batch import predict_batch
 from .checkpoint import Checkpoint, load_checkpoint, read_payload, save_checkpoint
 from .decoder import InvertedResNetDecoder, LightSegHead
 from .device import autocast_for, choose_device, cpu_has_bf16
@@ -32,6 +33,7 @@ __all__ = [
     "load_checkpoint",
     "load_encoder_state_dict",
     "make_arch",
+    "predict_batch",
     "read_payload",
     "save_checkpoint",
     "torchvision_resnet_keys",
