@@ -1,4 +1,5 @@
-"""The dependency rule of DESIGN.md: compute layers never load napari or Qt, export never loads torch."""
+"""The dependency rule of DESIGN.md: compute layers never load napari or Qt; slide, export and
+the metrics never load torch."""
 
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ def test_compute_layers_do_not_load_gui(module: str) -> None:
     assert not loaded & set(GUI_MODULES), f"{module} loads {sorted(loaded & set(GUI_MODULES))}"
 
 
-@pytest.mark.parametrize("module", ["napari_wsi_ssl.slide", "napari_wsi_ssl.export"])
+@pytest.mark.parametrize(
+    "module", ["napari_wsi_ssl.slide", "napari_wsi_ssl.export", "napari_wsi_ssl.metrics"]
+)
 def test_torch_free_layers(module: str) -> None:
     assert "torch" not in _loaded_after_import(module)

@@ -104,7 +104,7 @@ def compare(out: Path, valid_y: np.ndarray) -> None:
     Both probes score the same validation patches, so resampling them together gives the
     interval of the difference (tighter than comparing two separate intervals).
     """
-    from napari_wsi_ssl.evaluation.metrics import bootstrap_ci, roc_auc
+    from napari_wsi_ssl.metrics import bootstrap_ci, roc_auc
 
     if not (out / "scores-l1.npy").is_file():
         return
@@ -127,7 +127,7 @@ def compare(out: Path, valid_y: np.ndarray) -> None:
 
 
 def main() -> None:
-    from napari_wsi_ssl.evaluation.metrics import bootstrap_ci, roc_auc
+    from napari_wsi_ssl.metrics import bootstrap_ci, roc_auc
     from napari_wsi_ssl.models import build_model, load_checkpoint
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

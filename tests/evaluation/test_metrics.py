@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from napari_wsi_ssl.evaluation import metrics as m
+from napari_wsi_ssl import metrics as m
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from napari_wsi_ssl import metrics
 from napari_wsi_ssl.errors import AnnotationError, CancelledError, CheckpointError
-from napari_wsi_ssl.evaluation import data, metrics, plots, report
+from napari_wsi_ssl.evaluation import data, plots, report
 from napari_wsi_ssl.events import CancelToken, Progress
 
 

@@ -13,12 +13,12 @@ import zarr
 from scipy import ndimage
 
 from napari_wsi_ssl.cli import main
-from napari_wsi_ssl.evaluation.metrics import aji
 from napari_wsi_ssl.events import run_to_end
 from napari_wsi_ssl.inference import PredictConfig, predict_slide
 from napari_wsi_ssl.inference.nuclei_stitch import StitchedProbs
 from napari_wsi_ssl.inference.runner import run_tiles
 from napari_wsi_ssl.inference.tiling import make_grid
+from napari_wsi_ssl.metrics import aji
 from napari_wsi_ssl.synthetic import read_nuclei_labels, write_synthetic_slide
 
 pytestmark = pytest.mark.slow

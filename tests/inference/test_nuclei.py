@@ -7,10 +7,10 @@ import pytest
 import zarr
 from scipy import ndimage
 
-from napari_wsi_ssl.evaluation.metrics import aji
 from napari_wsi_ssl.events import run_to_end
 from napari_wsi_ssl.inference import PredictConfig, estimate_mpp, nuclei_classical, predict_slide
 from napari_wsi_ssl.inference.nuclei import global_ids
+from napari_wsi_ssl.metrics import aji
 
 
 @pytest.fixture(scope="module")

@@ -56,6 +56,7 @@ def test_frozen_encoder_segmentation_from_painted_array(
             break
     vals = [e for e in events if isinstance(e, Progress) and e.metrics]
     assert len(vals) == 2 and {"val_loss", "val_acc", "val_miou"} <= set(vals[0].metrics)
+    assert all(0.0 <= v.metrics[k] <= 1.0 for v in vals for k in ("val_acc", "val_miou"))
     ck = load_checkpoint(out)
     assert ck.task == "segment" and ck.class_names == ["background", "tumour", "normal"]
     assert ck.arch["seg_head"] == "light" and ck.mpp == 2.0 and ck.patch_size == 32

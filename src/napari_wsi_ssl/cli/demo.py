@@ -274,9 +274,9 @@ def _evaluate(tumour_store: Path | None, nuclei_store: Path, syn: Any) -> dict[s
     import numpy as np
     import zarr
 
-    from ..evaluation.instances import aji
     from ..evaluation.masks import map_on_mask_grid
-    from ..evaluation.metrics import segmentation_metrics
+    from ..metrics import segmentation_metrics
+    from ..metrics.instances import aji
     from ..synthetic import read_nuclei_labels, read_tumour_mask
 
     metrics: dict[str, float] = {}

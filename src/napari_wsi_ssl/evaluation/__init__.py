@@ -1,10 +1,5 @@
-"""Evaluation: metrics (plain numpy), reports with plots, and the label-efficiency study.
+"""Evaluation: reports with plots, and the label-efficiency study.
 
-``metrics`` has no torch import; ``report`` and ``study`` load torch only when a model is run.
+The metrics themselves are :mod:`napari_wsi_ssl.metrics` (plain numpy, which training uses too);
+``report`` and ``study`` load torch only when a model is run.
 """
-
-from __future__ import annotations
-
-from . import metrics
-
-__all__ = ["metrics"]

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import WsiSslError
-from .metrics import roc_auc
+from ..metrics import roc_auc
 
 STRATEGIES = ("suggested", "uncertainty", "random", "sampled")
 

@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from .. import metrics
 from ..errors import AnnotationError
 from ..events import CancelToken, run_to_end
 from ..inference.store import PredictionStore
-from . import metrics, plots
+from . import plots
 from ._common import Events, _check, write_report
 
 # ---------------------------------------------------------------------------- segmentation

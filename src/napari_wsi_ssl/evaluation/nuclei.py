@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from .. import metrics
 from ..errors import CheckpointError
 from ..events import CancelToken, Progress, run_to_end
-from . import metrics, plots
+from . import plots
 from ._common import Events, _check, write_report
 from .data import find_nuclei_pairs, read_image, read_labels
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from .. import metrics
 from ..errors import CheckpointError
 from ..events import CancelToken, Log, Progress, run_to_end
-from . import metrics, plots
+from . import plots
 from ._common import Events, _check, _thin_curve, clean, write_report
 from .data import load_patches, read_patch_folder
 from .masks import (

@@ -31,11 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from .. import metrics
 from .._atomic import atomic_write_text
 from ..errors import AnnotationError, CancelledError, WsiSslError
 from ..events import CancelToken, Log, Progress
 from ..vocab import Budget, Mode, Objective, Preset
-from . import metrics, plots
+from . import plots
 from ._common import _check, clean
 from .data import PatchSet, load_patches, read_patch_folder
 

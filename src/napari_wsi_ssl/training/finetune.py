@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from .. import metrics
 from ..errors import TrainingError
 from ..events import CancelToken, Log
 from ..models import Checkpoint, WsiModel, build_model, load_checkpoint
@@ -205,7 +206,7 @@ def finetune(
         vs = holder["val"]
         if len(vs) == 0:  # type: ignore[arg-type]
             return {}
-        n, total, correct, counted = 0, 0.0, 0, 0
+        n, total = 0, 0.0
         k = len(names)
         conf = np.zeros((k, k), np.int64)
         dev = next(m.parameters()).device
@@ -222,15 +223,15 @@ def finetune(
                 pred, tgt = o["seg"].argmax(1), b["mask"]
             keep = tgt != ignore
             p, t = pred[keep].cpu().numpy(), tgt[keep].cpu().numpy()
-            np.add.at(conf, (t, np.clip(p, 0, k - 1)), 1)
-            correct += int((p == t).sum())
-            counted += t.size
-        cls = [c for c in range(k) if c != ignore and conf[c].sum() + conf[:, c].sum() > 0]
-        ious = [conf[c, c] / max(conf[c].sum() + conf[:, c].sum() - conf[c, c], 1) for c in cls]
+            conf += metrics.confusion_matrix(t, np.clip(p, 0, k - 1), k)
+        iou = metrics.iou_from_confusion(conf)
+        if 0 <= ignore < k:  # the unlabelled class is no class of the model
+            iou[ignore] = np.nan
+        measured = iou[np.isfinite(iou)]
         return {
             "val_loss": total / max(n, 1),
-            "val_acc": correct / max(counted, 1),
-            "val_miou": float(np.mean(ious)) if ious else 0.0,
+            "val_acc": float(np.trace(conf)) / max(int(conf.sum()), 1),
+            "val_miou": float(measured.mean()) if measured.size else 0.0,
         }
 
     def preview(o: dict[str, torch.Tensor], b: dict[str, Any]) -> dict[str, np.ndarray]:

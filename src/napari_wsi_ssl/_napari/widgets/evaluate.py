@@ -62,7 +62,7 @@ def evaluate_annotation(
     out_dir: Path | None,
 ) -> Generator[Any, None, dict[str, Any]]:
     """Score the store's tumour map against ``truth`` (on the annotation's grid)."""
-    from ...evaluation import metrics
+    from ... import metrics
     from ...evaluation.masks import map_on_mask_grid, segmentation_report
 
     labelled = truth != IGNORE

@@ -1,5 +1,8 @@
 """Metrics for patch classification, pixel segmentation and nuclei instances, in plain numpy.
 
+No torch and no other layer of the package: training (its validation mIoU) and evaluation both
+use them.
+
 Conventions for the degenerate cases (chosen so that no metric warns, raises or returns NaN
 on inputs a user can produce, such as a test set with one class or an empty prediction):
 

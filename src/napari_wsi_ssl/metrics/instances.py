@@ -1,7 +1,7 @@
 """Nuclei instance metrics: foreground Dice, aggregated Jaccard index and panoptic quality.
 
 Conventions: with no instance in truth and prediction, every score is 1.0; with instances on one
-side only, 0.0. SQ with no matched pair is 0.0. See :mod:`napari_wsi_ssl.evaluation.metrics`.
+side only, 0.0. SQ with no matched pair is 0.0. See :mod:`napari_wsi_ssl.metrics`.
 """
 
 from __future__ import annotations
