@@ -32,6 +32,7 @@ from ..inference.runner import run_tiles
 from ..inference.store import ATTR, hash_key, slide_fingerprint
 from ..inference.tiling import Box, TileGrid, make_grid, order_tiles, tissue_tiles
 from ..models.device import choose_device
+from ..slide import Slide
 from .config import FeatureConfig
 from .extract import Basis, Extractor, colour_names
 
@@ -39,7 +40,7 @@ FORMAT = 1
 FIT_VECTORS = 20_000
 
 
-def working_mpp(slide: Any, checkpoint: str | Path | None, config: FeatureConfig) -> float | None:
+def working_mpp(slide: Slide, checkpoint: str | Path | None, config: FeatureConfig) -> float | None:
     """The working resolution: the config's, else the encoder checkpoint's, else level 0's."""
     if config.mpp is not None:
         return float(config.mpp)
@@ -152,7 +153,7 @@ class FeatureCache:
 
 
 def open_cache(
-    slide: Any,
+    slide: Slide,
     checkpoint: str | Path | None,
     cache_dir: str | Path,
     config: FeatureConfig,
@@ -231,7 +232,7 @@ def _existing(path: Path, key: str) -> FeatureCache | None:
 
 
 def _fit_basis(
-    slide: Any,
+    slide: Slide,
     extractor: Extractor,
     cache: FeatureCache,
     mask: tuple[np.ndarray, float] | None,
@@ -266,7 +267,7 @@ def _fit_basis(
 
 
 def build_cache(
-    slide: Any,
+    slide: Slide,
     checkpoint: str | Path | None,
     cache_dir: str | Path,
     config: FeatureConfig,

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointError
+from ..slide import Slide
 from .config import COMPILE_MIN_TILES, PredictConfig
 from .nuclei import (
     global_ids,
@@ -57,7 +58,7 @@ def _identity(batch: list[Any]) -> list[Any]:
     return batch
 
 
-def _downsample(slide: Any, mpp: float | None) -> float:
+def _downsample(slide: Slide, mpp: float | None) -> float:
     """Level-0 pixels per working pixel (1 when no working mpp is asked for)."""
     return 1.0 if mpp is None else float(slide.downsample_for_mpp(mpp))
 
@@ -68,7 +69,7 @@ def _todo(grid: TileGrid, writer: MapWriter, mask: tuple[np.ndarray, float] | No
 
 
 def tumour_job(
-    slide: Any,
+    slide: Slide,
     ckpt_path: Any,
     root: Any,
     config: PredictConfig,
@@ -137,7 +138,7 @@ def tumour_job(
 
 
 def nuclei_job(
-    slide: Any, root: Any, config: PredictConfig, region: Any, device: Any, key: str, mask: Any
+    slide: Slide, root: Any, config: PredictConfig, region: Any, device: Any, key: str, mask: Any
 ) -> Job:
     ckpt = None
     if config.nuclei_checkpoint is not None:
@@ -210,7 +211,11 @@ def nuclei_job(
 
 
 def _slide_threshold(
-    slide: Any, grid: TileGrid, tiles: list[tuple[int, int]], diameter_px: float, diameter_um: float
+    slide: Slide,
+    grid: TileGrid,
+    tiles: list[tuple[int, int]],
+    diameter_px: float,
+    diameter_um: float,
 ) -> tuple[float, float | None]:
     """One haematoxylin threshold for the whole slide, from up to 8 tiles spread over the
     tissue, and the mpp estimated from their blob sizes (used only when the slide has none)."""

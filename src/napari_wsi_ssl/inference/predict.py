@@ -12,6 +12,7 @@ from .._digest import file_sha256
 from ..errors import CheckpointError, WsiSslError
 from ..events import CancelToken, Log, StoreReady, TilesDone
 from ..geometry import Rect
+from ..slide import Slide
 from .config import PredictConfig
 from .jobs import Job, nuclei_job, tumour_job
 from .runner import run_tiles
@@ -108,7 +109,7 @@ def predict_slide(
 
 
 def predict_opened(
-    slide: Any,
+    slide: Slide,
     checkpoint_path: str | Path | None,
     out_dir: str | Path,
     config: PredictConfig,
@@ -152,7 +153,7 @@ def predict_opened(
 
 
 def open_store(
-    slide: Any,
+    slide: Slide,
     checkpoint_path: str | Path | None,
     out_dir: str | Path,
     config: PredictConfig,
@@ -205,7 +206,7 @@ def open_store(
 
 
 def make_jobs(
-    slide: Any,
+    slide: Slide,
     checkpoint_path: str | Path | None,
     root: Any,
     config: PredictConfig,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from ..geometry import Rect
+from ..slide import Slide
 
 Box = tuple[int, int, int, int]  # (y0, x0, y1, x1)
 
@@ -65,7 +65,7 @@ class TileGrid:
         """Working pixels per side of a window (core plus margins)."""
         return self.tile * self.cell + 2 * self.margin
 
-    def read_window(self, slide: Any, ty: int, tx: int) -> np.ndarray:
+    def read_window(self, slide: Slide, ty: int, tx: int) -> np.ndarray:
         """The (s, s, 3) uint8 window of a tile at the working resolution, white outside the slide."""
         s = self.window_size()
         wy0 = ty * self.tile * self.cell - self.margin

@@ -19,6 +19,7 @@ from ..errors import AnnotationError, TrainingError
 from ..geometry import Rect
 from ..patches import IMAGE_SUFFIXES, SLIDE_SUFFIXES
 from ..patches.coords import mask_window
+from ..slide import Slide
 from ..vocab import UNLABELLED, default_class_name
 
 
@@ -195,7 +196,7 @@ class FinetuneData:
 
 
 def check_painted(
-    labels: np.ndarray, downsample: float, slide: Any, region: Rect | None = None
+    labels: np.ndarray, downsample: float, slide: Slide, region: Rect | None = None
 ) -> list[int]:
     """The painted classes a fine-tuning can use; AnnotationError naming the slide otherwise.
 
