@@ -11,6 +11,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..models.device import choose_device, cpu_flags
+from .fixtures import bench_slide, random_checkpoint
+
 
 @dataclass(frozen=True)
 class BenchConfig:
@@ -108,8 +111,6 @@ def rate(n: int, fn: Callable[[], Any]) -> float:
 def environment(device: Any) -> dict[str, Any]:
     import torch
 
-    from ..models.device import cpu_flags
-
     return {
         "device": str(device),
         "torch": torch.__version__,
@@ -124,9 +125,7 @@ def environment(device: Any) -> dict[str, Any]:
 
 def run_bench(config: BenchConfig) -> Iterator[tuple[str, Figure | dict[str, Any]]]:
     """Measure every figure in turn; yields ``(name, Figure)`` as each finishes, then ``("env", {...})``."""
-    from ..models.device import choose_device
-    from . import inference, memory, reading, training
-    from .fixtures import bench_slide, random_checkpoint
+    from . import inference, memory, reading, training  # they import BenchConfig from here
 
     device = choose_device(config.device)
     config.work_dir.mkdir(parents=True, exist_ok=True)
@@ -156,7 +155,7 @@ def run_bench(config: BenchConfig) -> Iterator[tuple[str, Figure | dict[str, Any
     if want("memory"):
         yield "memory", memory.bench_memory(config)
     if want("refine_latency") or want("feature_cache"):
-        from .features import bench_features
+        from .features import bench_features  # it imports BenchConfig from here
 
         for fig in bench_features(slide, ckpt, device, config):
             if want(fig.name):

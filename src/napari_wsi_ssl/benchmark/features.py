@@ -24,13 +24,21 @@ from typing import Any
 
 import numpy as np
 
-from .core import BenchConfig, Figure
+from ..events import Log, TilesDone
+from ..features import FeatureCache, FeatureConfig, Refiner, build_cache_for
+from ..features.extract import Extractor, encode
+from ..inference import PredictConfig, predict_slide
+from ..inference.tiling import make_grid, tissue_tiles
+from ..models.checkpoint import read_payload
+from ..models.device import autocast_for
+from ..slide import open_slide, tissue_mask
+from ..synthetic import load_synthetic_slide, read_tissue_mask, read_tumour_mask
+from .core import BenchConfig, Figure, alternate
+from .fixtures import bench_slide, random_checkpoint
 
 
 def _strokes(slide: Path) -> tuple[np.ndarray, float]:
     """Stripes of the synthetic ground truth: label 1 on tumour, 2 on other tissue."""
-    from ..synthetic import load_synthetic_slide, read_tissue_mask, read_tumour_mask
-
     syn = load_synthetic_slide(slide.parent)
     assert syn is not None, f"{slide} is not a synthetic slide with ground truth"
     tumour, tissue = read_tumour_mask(syn) > 0, read_tissue_mask(syn) > 0
@@ -41,16 +49,11 @@ def _strokes(slide: Path) -> tuple[np.ndarray, float]:
 
 
 def _feature_config(config: BenchConfig, device: Any, mpp: float) -> Any:
-    from ..features import FeatureConfig
-
     return FeatureConfig(mpp=mpp, device=str(device), tile=32 if config.quick else 128)
 
 
 def build_timed(slide: Path, ckpt: Path, cache_dir: Path, cfg: Any) -> tuple[Any, dict[str, float]]:
     """Build a cache; returns it and (tiles, seconds in all, seconds from the first tile on)."""
-    from ..events import Log, TilesDone
-    from ..features import FeatureCache, build_cache_for
-
     t0 = time.perf_counter()
     start = None
     tiles = 0
@@ -81,11 +84,6 @@ def _cache_vs_encoder(
     and colour included) and of the bare encoder to stride 16 on the same number of preloaded
     window tensors (B), alternated round by round so that both see the same machine load."""
     import torch
-
-    from ..features import FeatureCache
-    from ..features.extract import Extractor, encode
-    from ..models.device import autocast_for
-    from .core import alternate
 
     cache = FeatureCache.open(next(cache_dir.glob("*.features.zarr")))
     per_round = 1 if config.quick else 2
@@ -118,12 +116,6 @@ def _cache_vs_encoder(
 
 def _unet_seconds(slide: Path, ckpt: Path, device: Any, config: BenchConfig) -> dict[str, float]:
     """``predict_slide`` of a central region with the full UNet, extrapolated to the slide."""
-    from ..events import Log, TilesDone
-    from ..inference import PredictConfig, predict_slide
-    from ..inference.tiling import make_grid, tissue_tiles
-    from ..models.checkpoint import read_payload
-    from ..slide import open_slide, tissue_mask
-
     cfg = PredictConfig(
         tile_size=config.infer_tile,
         margin=32 if config.quick else 64,
@@ -181,10 +173,6 @@ def _peak_rss(slide: Path, ckpt: Path, work: Path) -> int:
 
 def bench_features(slide: Path, ckpt: Path, device: Any, config: BenchConfig) -> list[Figure]:
     """Both figures: the cache is built once, then refined on and compared."""
-    from ..features import Refiner
-    from ..models.checkpoint import read_payload
-    from .fixtures import bench_slide, random_checkpoint
-
     mpp = float(read_payload(ckpt)[0]["mpp"])
     cfg = _feature_config(config, device, mpp)
     cache_dir = Path(tempfile.mkdtemp(prefix="bench_features_", dir=config.work_dir))

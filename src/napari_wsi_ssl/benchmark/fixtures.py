@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..models import build_model, save_checkpoint
+from ..synthetic import load_synthetic_slide, write_synthetic_slide
+
 
 def bench_slide(work_dir: Path, size: int) -> Path:
     """A synthetic slide of ``size`` px a side, written once and reused."""
-    from ..synthetic import load_synthetic_slide, write_synthetic_slide
-
     folder = work_dir / f"synthetic_{size}"
     syn = load_synthetic_slide(folder)
     if syn is None or syn.size != size:
@@ -19,8 +20,6 @@ def bench_slide(work_dir: Path, size: int) -> Path:
 def random_checkpoint(path: Path, width: int, mpp: float) -> Path:
     """A segmentation UNet (paper 2's preset) with random weights: speed does not depend on them."""
     import torch
-
-    from ..models import build_model, save_checkpoint
 
     torch.manual_seed(0)
     model = build_model("unet-resnet34", "segment", num_classes=2, width=width)

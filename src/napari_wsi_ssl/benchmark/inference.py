@@ -10,6 +10,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..events import TilesDone
+from ..inference import PredictConfig, predict_slide
+from ..models import load_checkpoint
+from ..models.device import autocast_for, cpu_has_bf16
 from .core import BenchConfig, Figure, alternate
 
 
@@ -27,9 +31,6 @@ def _predict_rate(
     slide: Path, ckpt: Path, device: Any, config: BenchConfig, compile: str = "auto"
 ) -> PredictRun:
     """Time a fresh ``predict_slide`` run of the bench's settings."""
-    from ..events import TilesDone
-    from ..inference import PredictConfig, predict_slide
-
     cfg = PredictConfig(
         tile_size=config.infer_tile,
         margin=32 if config.quick else 64,
@@ -79,9 +80,6 @@ def _bare_model(
     ``"auto"`` is the one ``predict_slide`` uses)."""
     import torch
 
-    from ..models import load_checkpoint
-    from ..models.device import autocast_for
-
     model: Any = load_checkpoint(ckpt, device=device).model
     model = model.to(memory_format=torch.channels_last)
     x = torch.rand(config.infer_batch, 3, side, side, device=device).contiguous(
@@ -104,8 +102,6 @@ def _naive_rate(slide_path: Path, ckpt: Path, n_tiles: int, config: BenchConfig)
     """Per tile: OpenSlide read_region, to tensor, model (fp32, batch 1), write into a numpy array."""
     import openslide
     import torch
-
-    from ..models import load_checkpoint
 
     ck = load_checkpoint(ckpt, device="cpu")
     raw = openslide.OpenSlide(str(slide_path))
@@ -212,9 +208,6 @@ def bench_compile(slide: Path, ckpt: Path, device: Any, config: BenchConfig) -> 
 def bench_precision(ckpt: Path, config: BenchConfig) -> Figure:
     """bf16 autocast against fp32 on the CPU: tiles/s, and how much the probabilities move."""
     import torch
-
-    from ..models import load_checkpoint
-    from ..models.device import autocast_for, cpu_has_bf16
 
     device = torch.device("cpu")
     side = config.infer_tile + 2 * (32 if config.quick else 64)

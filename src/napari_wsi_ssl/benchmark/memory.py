@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .core import BenchConfig, Figure
+from .fixtures import bench_slide, random_checkpoint
 
 _CHILD = r"""
 import json, sys, tempfile
@@ -38,8 +39,6 @@ def peak_rss(slide: Path, ckpt: Path, work: Path, compile: str = "off") -> int:
 
 
 def bench_memory(config: BenchConfig) -> Figure:
-    from .fixtures import bench_slide, random_checkpoint
-
     # a small model at a coarse working resolution: this measures streaming, not compute
     ckpt = random_checkpoint(config.work_dir / "bench_memory_model.pt", width=8, mpp=4.0)
     small, large = config.memory_sizes

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..slide import open_slide
 from .core import BenchConfig, Figure, rate
 
 TILE = 256
@@ -71,8 +72,6 @@ def bench_read(slide_path: Path, config: BenchConfig) -> Figure:
 
 def _crop(slide_path: Path, side: int) -> np.ndarray:
     """Level 0 of the slide, at most ``side`` px a side from its centre."""
-    from ..slide import open_slide
-
     with open_slide(slide_path) as slide:
         w, h = slide.dimensions
         cw, ch = min(w, side), min(h, side)
@@ -81,8 +80,6 @@ def _crop(slide_path: Path, side: int) -> np.ndarray:
 
 def _measure(slide_path: Path, config: BenchConfig) -> dict[str, dict[str, float]]:
     import openslide
-
-    from ..slide import open_slide
 
     slide = open_slide(slide_path)
     level0 = slide.pyramid()[0]

@@ -7,6 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..events import Progress
+from ..models import build_model
+from ..models.device import autocast_for
+from ..synthetic import load_synthetic_slide
+from ..training import FinetuneConfig, FinetuneData, finetune
 from ..vocab import Budget, BudgetUnit, Mode, Preset, Task
 from .core import BenchConfig, Figure
 
@@ -14,10 +19,6 @@ from .core import BenchConfig, Figure
 def _finetune_step_times(slide: Path, device: Any, config: BenchConfig, steps: int) -> list[float]:
     """Seconds between consecutive training steps of a real ``finetune`` run."""
     import tempfile
-
-    from ..events import Progress
-    from ..synthetic import load_synthetic_slide
-    from ..training import FinetuneConfig, FinetuneData, finetune
 
     syn = load_synthetic_slide(slide.parent)
     if syn is None:
@@ -57,9 +58,6 @@ def _bare_step_times(device: Any, config: BenchConfig, steps: int) -> list[float
     """The same model, optimiser, loss and precision on preloaded tensors."""
     import torch
     import torch.nn.functional as F
-
-    from ..models import build_model
-    from ..models.device import autocast_for
 
     torch.manual_seed(0)
     model = build_model(

@@ -17,7 +17,7 @@ def pretrain_patches(
     folder: Path, out: Path, config: StudyConfig, cancel: CancelToken | None = None
 ) -> Generator[Any, None, Path]:
     """Reconstruction pretraining on every image of ``folder`` (labels are not read)."""
-    from ..training import PretrainConfig, pretrain
+    from ..training import PretrainConfig, pretrain  # torch: evaluation stays light to import
 
     cfg = PretrainConfig(
         preset=config.preset,
@@ -48,7 +48,7 @@ def finetune_patches(
     Fine-tuning holds out 20% of the labelled patches itself and keeps the weights of the
     epoch with the lowest validation loss, as a user with that many labels would.
     """
-    from ..training import FinetuneConfig, FinetuneData, finetune
+    from ..training import FinetuneConfig, FinetuneData, finetune  # torch: stays light to import
 
     cfg = FinetuneConfig(
         task=Task.CLASSIFY.value,

@@ -11,7 +11,9 @@ import numpy as np
 from .. import metrics
 from ..errors import AnnotationError
 from ..events import CancelToken, run_to_end
+from ..inference import PredictConfig, predict_slide
 from ..inference.store import PredictionStore
+from ..slide import open_slide
 from . import plots
 from ._common import Events, _check, write_report
 
@@ -198,9 +200,6 @@ def iter_evaluate_slide_mask(
         The prediction store is written to ``out_dir/prediction`` (or a temporary folder).
     """
     import tempfile
-
-    from ..inference import PredictConfig, predict_slide
-    from ..slide import open_slide
 
     truth = read_mask(mask)
     with open_slide(slide_path) as slide:

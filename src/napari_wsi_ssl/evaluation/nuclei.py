@@ -12,6 +12,8 @@ import numpy as np
 from .. import metrics
 from ..errors import CheckpointError
 from ..events import CancelToken, Progress, run_to_end
+from ..inference import nuclei_classical
+from ..inference.nuclei import nuclei_from_probs
 from . import plots
 from ._common import Events, _check, write_report
 from .data import find_nuclei_pairs, read_image, read_labels
@@ -26,8 +28,7 @@ def nuclei_probs(checkpoint: Any, image: np.ndarray, device: str = "auto") -> np
 
     The image is reflect-padded to a multiple of 32 px (the encoder's stride) and cropped back.
     """
-    # models loads torch: evaluation stays light to import
-    from ..models import choose_device, predict_batch
+    from ..models import choose_device, predict_batch  # torch: evaluation stays light to import
 
     dev = choose_device(device)
     h, w = image.shape[:2]
@@ -40,12 +41,9 @@ def nuclei_probs(checkpoint: Any, image: np.ndarray, device: str = "auto") -> np
 def _nuclei_predictor(
     checkpoint_path: str | Path | None, device: str, mpp: float | None
 ) -> tuple[NucleiPredictor, str]:
-    from ..inference import nuclei_classical
-    from ..inference.nuclei import nuclei_from_probs
-
     if checkpoint_path is None:
         return (lambda image: nuclei_classical(image, mpp=mpp)), "classical"
-    from ..models import load_checkpoint
+    from ..models import load_checkpoint  # torch: evaluation stays light to import
 
     ckpt = load_checkpoint(checkpoint_path)
     if ckpt.task != "nuclei":

@@ -62,8 +62,7 @@ def predict_patch_probs(
     Classification models give the softmax of their logits; segmentation models the mean
     probability of each class over the centre half of the patch (where PCam's label applies).
     """
-    # models loads torch: evaluation stays light to import
-    from ..models import choose_device, predict_batch
+    from ..models import choose_device, predict_batch  # torch: evaluation stays light to import
 
     if checkpoint.task not in ("classify", "segment"):
         raise CheckpointError(
@@ -144,7 +143,7 @@ def iter_evaluate_patches(
     cancel: CancelToken | None = None,
 ) -> Events:
     """Evaluate a classification (or segmentation) checkpoint on a labelled patch folder."""
-    from ..models import load_checkpoint
+    from ..models import load_checkpoint  # torch: evaluation stays light to import
 
     ckpt = load_checkpoint(checkpoint_path)
     patches = read_patch_folder(folder, ckpt.class_names, split=split, limit=limit, seed=seed)

@@ -34,11 +34,13 @@ import numpy as np
 from .. import metrics
 from .._atomic import atomic_write_text
 from ..errors import AnnotationError, CancelledError, WsiSslError
-from ..events import CancelToken, Log, Progress
+from ..events import CancelToken, Log, Progress, run_to_end
 from ..vocab import Budget, Mode, Objective, Preset
 from . import plots
 from ._common import _check, clean
+from ._finetune import finetune_patches, pretrain_patches
 from .data import PatchSet, load_patches, read_patch_folder
+from .report import predict_patch_probs
 
 METRICS = ("precision", "recall", "f1", "accuracy", "auc")
 
@@ -219,8 +221,7 @@ def write_outputs(
 def _score(
     checkpoint_path: Path, images: np.ndarray, labels: np.ndarray, device: str, batch_size: int
 ) -> Generator[Any, None, dict[str, Any]]:
-    from ..models import load_checkpoint
-    from .report import predict_patch_probs
+    from ..models import load_checkpoint  # torch: evaluation stays light to import
 
     ckpt = load_checkpoint(checkpoint_path)
     prob = yield from predict_patch_probs(ckpt, images, device, batch_size)
@@ -239,8 +240,6 @@ def iter_study(
     On cancel, the finished runs stay in ``study.json`` (and the table and plots show them)
     and ``CancelledError`` is raised.
     """
-    from ._finetune import pretrain_patches
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     patches = read_patch_folder(folder, limit=config.limit, seed=config.seed)
@@ -309,8 +308,6 @@ def _run_plan(
     config: StudyConfig,
     cancel: CancelToken | None,
 ) -> Generator[Any, None, None]:
-    from ._finetune import finetune_patches
-
     for i, (fraction, fold, mode) in enumerate(plan):
         _check(cancel)
         if (fraction, fold, mode) in done:
@@ -339,6 +336,4 @@ def run_study(
     folder: str | Path, out_dir: str | Path, config: StudyConfig = StudyConfig()
 ) -> dict[str, Any]:
     """:func:`iter_study` run to its end."""
-    from ..events import run_to_end
-
     return run_to_end(iter_study(folder, out_dir, config))  # type: ignore[no-any-return]

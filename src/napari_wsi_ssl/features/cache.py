@@ -25,14 +25,15 @@ from typing import Any
 import numpy as np
 
 from .._digest import file_sha256
-from ..errors import WsiSslError
+from ..errors import CheckpointError, WsiSslError
 from ..events import CancelToken, Log, TilesDone
 from ..geometry import Rect
 from ..inference.runner import run_tiles
 from ..inference.store import ATTR, hash_key, slide_fingerprint
 from ..inference.tiling import Box, TileGrid, make_grid, order_tiles, tissue_tiles
+from ..models.checkpoint import read_payload
 from ..models.device import choose_device
-from ..slide import Slide
+from ..slide import Slide, open_slide, tissue_mask
 from .config import FeatureConfig
 from .extract import Basis, Extractor, colour_names
 
@@ -45,8 +46,6 @@ def working_mpp(slide: Slide, checkpoint: str | Path | None, config: FeatureConf
     if config.mpp is not None:
         return float(config.mpp)
     if checkpoint is not None:
-        from ..models.checkpoint import read_payload
-
         mpp = read_payload(checkpoint)[0].get("mpp")
         if mpp is not None:
             return float(mpp)
@@ -168,8 +167,6 @@ def open_cache(
     import zarr
 
     if checkpoint is not None and not Path(checkpoint).is_file():
-        from ..errors import CheckpointError
-
         raise CheckpointError("no such checkpoint file", checkpoint)
     ck_sha = file_sha256(checkpoint) if checkpoint is not None else None
     mpp = working_mpp(slide, checkpoint, config)
@@ -292,8 +289,6 @@ def build_cache(
         yield Log(f"{cache.path.name}: feature cache complete, nothing to compute")
         return cache
     if mask is None and config.tissue_only:
-        from ..slide import tissue_mask
-
         mask = tissue_mask(slide)
     wanted = tissue_tiles(cache.grid, *(mask if mask is not None else (None, 1.0)))
     if region is not None:
@@ -370,8 +365,6 @@ def build_cache_for(
     **kw: Any,
 ) -> Generator[TilesDone | Log, None, Path]:
     """``build_cache`` on a slide file; returns the cache's path."""
-    from ..slide import open_slide
-
     slide_path = Path(slide_path)
     with open_slide(slide_path, mpp=config.slide_mpp) as slide:
         cache = yield from build_cache(

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..models import load_checkpoint
+from ..models.device import autocast_for
 from .config import FeatureConfig
 
 COLOUR_SOURCES = ("haematoxylin", "eosin", "grey")
@@ -78,8 +80,6 @@ class Extractor:
         self.encoder: Any = None
         self.in_channels = 0
         if checkpoint is not None:
-            from ..models import load_checkpoint
-
             model = load_checkpoint(checkpoint, device=device).model
             self.encoder = model.encoder.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             self.mean, self.std = model.mean, model.std
@@ -88,8 +88,6 @@ class Extractor:
 
     def encoder_raw(self, windows: np.ndarray) -> torch.Tensor:
         """(B, Cin, s, s) float32 encoder features of (B, S, S, 3) uint8 windows, s = S / stride."""
-        from ..models.device import autocast_for
-
         cfg = self.config
         x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)

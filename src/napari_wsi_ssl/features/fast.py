@@ -23,6 +23,7 @@ from ..errors import CheckpointError
 from ..events import CancelToken, Log, Progress, StoreReady, TilesDone
 from ..geometry import Rect
 from ..inference.store import slide_fingerprint
+from ..slide import open_slide
 from .cache import FeatureCache, build_cache
 from .config import FeatureConfig, HeadConfig
 from .head import TrainedHead, load_head, save_head, train_head
@@ -124,8 +125,6 @@ def fast_finetune(
     ``encoder_ckpt`` ``None`` uses colour features only. The head checkpoint and the map store go
     to ``out`` (a folder); the cache to ``cache_dir`` (default: ``out``). Returns a ``FastResult``.
     """
-    from ..slide import open_slide
-
     slide_path = Path(slide_path)
     out = Path(out)
     t0 = time.perf_counter()
@@ -169,8 +168,6 @@ def predict_head(
     or ``(x, y, w, h)`` level-0 px.
     """
     from dataclasses import replace
-
-    from ..slide import open_slide
 
     ck = load_head(head_ckpt)
     enc = ck.encoder_checkpoint

@@ -17,8 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import __version__
 from .._atomic import atomic_path
 from ..errors import AnnotationError, CheckpointError
+from ..models.checkpoint import FORMAT, FORMAT_VERSION, _plain, read_payload
 from .cache import FeatureCache
 from .config import FeatureConfig, HeadConfig
 from .extract import Basis
@@ -237,9 +239,6 @@ def _in_channels(model: nn.Module) -> int:
 
 def save_head(path: str | Path, head: TrainedHead, cache: FeatureCache) -> Path:
     """Write a head checkpoint (one file, ``torch.load(weights_only=True)``-loadable)."""
-    from .. import __version__
-    from ..models.checkpoint import FORMAT, FORMAT_VERSION, _plain
-
     meta = cache.meta
     basis = cache.basis()
     if basis is None:
@@ -300,8 +299,6 @@ def is_head_checkpoint(path: str | Path) -> bool:
 
 
 def load_head(path: str | Path) -> HeadCheckpoint:
-    from ..models.checkpoint import read_payload
-
     payload, sha = read_payload(path)
     if payload.get("task") != TASK:
         raise CheckpointError("is not a head checkpoint", path, "train one with the fast mode")

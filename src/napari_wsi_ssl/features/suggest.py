@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..inference.store import ATTR
+
 
 @dataclass(frozen=True)
 class Suggestion:
@@ -120,8 +122,6 @@ def suggest_from_store(
 ) -> list[Suggestion]:
     """``suggest_regions`` on the ``uncertainty`` map of a head's prediction store."""
     import zarr
-
-    from ..inference.store import ATTR
 
     root = zarr.open_group(zarr.DirectoryStore(str(store)), mode="r")
     grid = root.attrs[ATTR]["feature_grid"]

@@ -21,6 +21,7 @@ from ..errors import CheckpointError
 from ..slide import Slide
 from .config import COMPILE_MIN_TILES, PredictConfig
 from .nuclei import (
+    estimate_mpp,
     global_ids,
     haematoxylin,
     haematoxylin_threshold,
@@ -78,7 +79,7 @@ def tumour_job(
     key: str,
     mask: Any,
 ) -> Job:
-    from ..models import load_checkpoint
+    from ..models import load_checkpoint  # torch: inference stays light to import
 
     ckpt = load_checkpoint(ckpt_path, device=device)
     if ckpt.task not in ("segment", "classify"):
@@ -142,7 +143,7 @@ def nuclei_job(
 ) -> Job:
     ckpt = None
     if config.nuclei_checkpoint is not None:
-        from ..models import load_checkpoint
+        from ..models import load_checkpoint  # torch: inference stays light to import
 
         ckpt = load_checkpoint(config.nuclei_checkpoint, device=device)
         if ckpt.task != "nuclei":
@@ -220,8 +221,6 @@ def _slide_threshold(
     """One haematoxylin threshold for the whole slide, from up to 8 tiles spread over the
     tissue, and the mpp estimated from their blob sizes (used only when the slide has none)."""
     from scipy import ndimage
-
-    from .nuclei import estimate_mpp
 
     if not tiles:
         return float("inf"), None

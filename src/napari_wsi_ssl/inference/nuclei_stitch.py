@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .nuclei import nuclei_from_probs
 from .tiling import TileGrid
 
 Tile = tuple[int, int]
@@ -130,8 +131,6 @@ def split_stitched(
     stitched: np.ndarray, mpp: float | None, min_area_um2: float, **kwargs: Any
 ) -> np.ndarray:
     """Instances of a stitched uint8 ``(2, h, w)`` foreground/boundary map (``nuclei_from_probs``)."""
-    from .nuclei import nuclei_from_probs
-
     fg, bd = stitched.astype(np.float32) / 255.0
     probs = np.stack([np.clip(1.0 - fg - bd, 0.0, 1.0), fg, bd])
     return nuclei_from_probs(probs, mpp, min_area_um2, **kwargs)

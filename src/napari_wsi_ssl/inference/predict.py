@@ -12,7 +12,7 @@ from .._digest import file_sha256
 from ..errors import CheckpointError, WsiSslError
 from ..events import CancelToken, Log, StoreReady, TilesDone
 from ..geometry import Rect
-from ..slide import Slide
+from ..slide import Slide, open_slide, tissue_mask
 from .config import PredictConfig
 from .jobs import Job, nuclei_job, tumour_job
 from .runner import run_tiles
@@ -63,13 +63,11 @@ def predict_slide(
     TilesDone, Log
         ``TilesDone.boxes`` are the finished tiles in slide level-0 pixels ``(y0, x0, y1, x1)``.
     """
-    from ..slide import open_slide
-
     if checkpoint_path is not None:
-        from ..features.head import is_head_checkpoint
+        from ..features.head import is_head_checkpoint  # torch, and the layer above: lazy
 
         if is_head_checkpoint(checkpoint_path):  # the fast mode: a head over the feature cache
-            from ..features import predict_head
+            from ..features import predict_head  # torch, and the layer above: lazy
 
             if config.nuclei:
                 raise CheckpointError(
@@ -126,12 +124,10 @@ def predict_opened(
         yield Log(f"{path.name}: already computed, nothing to do")
         yield TilesDone(0, 0)
         return path
-    from ..models.device import choose_device  # models loads torch: inference stays light to import
+    from ..models.device import choose_device  # torch: inference stays light to import
 
     device = choose_device(config.device)
     if mask is None and config.tissue_only:
-        from ..slide import tissue_mask
-
         mask = tissue_mask(slide)
     jobs = make_jobs(slide, checkpoint_path, root, config, region, device, keys, mask)
     ordered = [(job, order_tiles(job.grid, job.todo, visible_first)) for job in jobs]

@@ -49,7 +49,7 @@ class TorchPredictor:
         self.note = f"torch.compile failed ({type(exc).__name__}: {first}); the plain model is used"
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        from ..models import predict_batch  # models loads torch: inference stays light to import
+        from ..models import predict_batch  # torch: inference stays light to import
 
         if self.compiled is not None:
             try:
@@ -59,7 +59,7 @@ class TorchPredictor:
         return predict_batch(self.model, images, self.device, self.output)
 
     def _run_compiled(self, images: np.ndarray) -> np.ndarray:
-        from ..models import predict_batch  # models loads torch: inference stays light to import
+        from ..models import predict_batch  # torch: inference stays light to import
 
         n = images.shape[0]
         b = int(self.compile_batch or n)

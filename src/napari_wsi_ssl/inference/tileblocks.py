@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import WsiSslError
 from ..events import run_to_end
+from ..slide import open_slide, tissue_mask
 from .config import PredictConfig
 from .predict import make_jobs, open_store, run_job
 from .store import MapWriter, slide_fingerprint
@@ -94,8 +95,7 @@ def plan_slide(
 
     Errors come back as ``SlidePlan.error``, one line naming the slide.
     """
-    from ..models.device import choose_device
-    from ..slide import open_slide, tissue_mask
+    from ..models.device import choose_device  # torch: inference stays light to import
 
     try:
         slide = open_slide(slide_path, mpp=config.slide_mpp)
@@ -141,8 +141,7 @@ def predict_block(
     """Compute ``tiles`` of the map ``name`` into level 0 of ``store`` (nothing else)."""
     import zarr
 
-    from ..models.device import choose_device
-    from ..slide import open_slide
+    from ..models.device import choose_device  # torch: inference stays light to import
 
     worker = _worker_address()
     try:

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from .. import __version__
 from .._atomic import atomic_path
 from .._digest import file_sha256
 from ..errors import CheckpointError
@@ -74,8 +75,6 @@ def save_checkpoint(
     ``model`` may be wrapped (DDP); ``state_dict`` overrides the model's weights (e.g. the best
     epoch's weights while ``resume`` holds the latest state).
     """
-    from .. import __version__
-
     inner: Any = getattr(model, "module", model)
     arch = dict(inner.arch)
     names = (

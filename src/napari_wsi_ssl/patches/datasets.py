@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import AnnotationError
+from ..slide import open_slide
 from .augment import NO_AUGMENT, Augment, sample_generator
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -125,8 +126,6 @@ class SlidePatches(Dataset):
 
     def _slide(self, i: int) -> Any:
         if i not in self._open:
-            from ..slide import open_slide
-
             self._open[i] = open_slide(self.slides[i], mpp=self.mpps[i])
         return self._open[i]
 

@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import SlideError
 from ._backends import Backend, padded_read
 from ._open import choose_backend
+from ._pyramid import build_pyramid
 from ._tiff import CorruptTileError
 
 if TYPE_CHECKING:
@@ -254,8 +255,6 @@ class Slide:
     def pyramid(self) -> list[dask.array.Array]:
         """Lazy (y, x, 3) uint8 dask arrays, largest first; lower levels are synthesised as needed."""
         if self._pyramid is None:
-            from ._pyramid import build_pyramid
-
             self._pyramid = build_pyramid(self)
         return self._pyramid
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from .._atomic import atomic_path
 from ..errors import SlideError
+from ..slide._tiff import PageReader
 from ._render import Fields, render_mask, render_tile
 
 __all__ = [
@@ -294,8 +295,6 @@ def _read_tiff(path: Path, region: tuple[int, int, int, int] | None = None) -> n
     import threading
 
     import tifffile
-
-    from ..slide._tiff import PageReader
 
     try:
         with tifffile.TiffFile(path) as tf:

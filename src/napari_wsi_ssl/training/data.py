@@ -19,7 +19,8 @@ from ..errors import AnnotationError, TrainingError
 from ..geometry import Rect
 from ..patches import IMAGE_SUFFIXES, SLIDE_SUFFIXES
 from ..patches.coords import mask_window
-from ..slide import Slide
+from ..qupath import classification_of, load_features, polygons, rasterise_features
+from ..slide import Slide, open_slide, tissue_mask
 from ..vocab import UNLABELLED, default_class_name
 
 
@@ -162,8 +163,6 @@ class FinetuneData:
         (tumour/tumor -> 1, anything else -> 2) or an integer ``label`` property; a value whose
         features share one classification name is called by that name.
         """
-        from ..slide import open_slide
-
         mask = Path(mask)
         with open_slide(slide, mpp=slide_mpp) as s:
             width, height = s.dimensions
@@ -204,8 +203,6 @@ def check_painted(
     region outside the slide, fewer than two classes painted inside the region, and a class
     painted only off the tissue (on the glass, where it would teach the background).
     """
-    from ..slide import tissue_mask
-
     path = slide.path
     w0, h0 = slide.dimensions
     lh, lw = labels.shape
@@ -279,8 +276,6 @@ def _read_mask(path: Path) -> np.ndarray:
 
 def _class_of(props: dict[str, Any]) -> tuple[int, str]:
     """A feature's label value and its classification name ("" when it has none)."""
-    from ..qupath import classification_of
-
     name = classification_of({"properties": props})[0]
     if isinstance(props.get("label"), int):
         return int(props["label"]), name
@@ -291,8 +286,6 @@ def _rasterise_geojson(
     path: Path, width: int, height: int
 ) -> tuple[np.ndarray, float, dict[int, str]]:
     """The labels of a GeoJSON's polygons, their downsample, and the names of the values."""
-    from ..qupath import load_features, polygons, rasterise_features
-
     feats = load_features(path)
     ds = max(1.0, max(width, height) / 8192)
     shape = (int(np.ceil(height / ds)), int(np.ceil(width / ds)))

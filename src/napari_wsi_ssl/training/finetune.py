@@ -32,6 +32,7 @@ from ..patches import (
     to_uint8,
 )
 from ..patches.augment import augment_for
+from ..slide import open_slide
 from ..vocab import UNLABELLED, Mode, Preset, Task, class_names_for
 from .config import FinetuneConfig
 from .data import FinetuneData, Indexed, check_painted
@@ -70,7 +71,6 @@ def _datasets(
             NOTHING_IGNORED,
             mpp,
         )
-    from ..slide import open_slide
 
     assert data.slide is not None and data.labels is not None
     with open_slide(data.slide, mpp=data.slide_mpp) as slide:
