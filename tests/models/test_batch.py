@@ -18,26 +18,23 @@ def _images(n: int, h: int, w: int) -> np.ndarray:
 
 def test_predict_batch_is_the_softmax_of_the_model_on_unit_floats() -> None:
     torch.manual_seed(0)
-    model = build_model("unet-resnet34", "segment", num_classes=3, width=8).eval()
+    seg_model = build_model("unet-resnet34", "segment", num_classes=3, width=8).eval()
+    classifier = build_model("resnet34-ae", "classify", num_classes=2, width=8).eval()
     images = _images(2, 64, 64)
-    prob = predict_batch(model, images, "cpu", "seg")
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
-    with torch.inference_mode(), autocast_for("cpu"):
-        expected = torch.softmax(model(x)["seg"].float(), dim=1).numpy()
-    assert prob.dtype == np.float32 and prob.shape == (2, 3, 64, 64)
-    np.testing.assert_allclose(prob.sum(axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(prob, expected, atol=1e-4)
-
-
-def test_classifier_logits_and_the_no_grad_path() -> None:
-    torch.manual_seed(0)
-    model = build_model("resnet34-ae", "classify", num_classes=2, width=8).eval()
-    images = _images(3, 64, 64)
-    prob = predict_batch(model, images, "cpu", "logits")
-    assert prob.shape == (3, 2)
-    np.testing.assert_allclose(prob.sum(axis=1), 1.0, atol=1e-5)
-    no_grad = predict_batch(model, images, "cpu", "logits", inference_mode=False)
-    np.testing.assert_allclose(no_grad, prob, atol=1e-6)
+    for model, output, shape in (
+        (seg_model, "seg", (2, 3, 64, 64)),
+        (classifier, "logits", (2, 2)),
+    ):
+        prob = predict_batch(model, images, "cpu", output)
+        with torch.inference_mode(), autocast_for("cpu"):
+            expected = torch.softmax(model(x)[output].float(), dim=1).numpy()
+        assert prob.dtype == np.float32 and prob.shape == shape
+        np.testing.assert_allclose(prob.sum(axis=1), 1.0, atol=1e-5)
+        np.testing.assert_allclose(prob, expected, atol=1e-4)
+        # the no_grad path of a compiled model gives the same numbers
+        no_grad = predict_batch(model, images, "cpu", output, inference_mode=False)
+        np.testing.assert_allclose(no_grad, prob, atol=1e-6)
 
 
 def test_the_tile_predictor_and_the_nuclei_evaluator_agree_with_it() -> None:
