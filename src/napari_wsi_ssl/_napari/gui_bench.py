@@ -24,6 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..benchmark.core import BenchConfig
+from ..benchmark.fixtures import bench_slide, random_checkpoint
+from ..events import run_to_end
+from .stall_probe import _Probe
+
 DOCKS = ("Pretrain", "Fine-tune", "Predict", "Evaluate", "Export")
 
 
@@ -92,8 +97,6 @@ def _round(
 
 def direct(plan_file: Path) -> int:
     """Time ``predict_slide`` of a pickled (plan, checkpoint); print ``[seconds, store]``."""
-    from ..events import run_to_end
-
     plan, ckpt = pickle.loads(plan_file.read_bytes())
     t0 = time.perf_counter()
     store = run_to_end(plan.run(ckpt))
@@ -105,10 +108,6 @@ def main(argv: list[str]) -> int:
     if argv[0] == "--direct":
         return direct(Path(argv[1]))
     import napari
-
-    from ..benchmark.core import BenchConfig
-    from ..benchmark.fixtures import bench_slide, random_checkpoint
-    from .stall_probe import _Probe
 
     work = Path(argv[0])
     quick = "--quick" in argv

@@ -6,6 +6,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..slide import open_slide
+from ..synthetic import (
+    load_synthetic_slide,
+    read_nuclei_labels,
+    read_tumour_mask,
+    write_synthetic_slide,
+)
+from .reader import slide_layer_data
+
 SAMPLE_SIZE = 4096
 SAMPLE_SEED = 0
 
@@ -21,15 +30,6 @@ def synthetic_slide(
 ) -> list[tuple[Any, dict[str, Any], str]]:
     """The synthetic slide (multiscale RGB) plus its tumour mask and nuclei labels, all in µm."""
     import numpy as np
-
-    from ..slide import open_slide
-    from ..synthetic import (
-        load_synthetic_slide,
-        read_nuclei_labels,
-        read_tumour_mask,
-        write_synthetic_slide,
-    )
-    from .reader import slide_layer_data
 
     folder = cache_dir() / f"synthetic-{size}-seed{seed}"
     syn = load_synthetic_slide(folder)

@@ -20,6 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from ..events import run_to_end
+from ..inference.interactive import CheckpointSaved
+from ..synthetic import load_synthetic_slide, read_tumour_mask, write_synthetic_slide
+from ..training import PretrainConfig, pretrain
+
 
 class _StackWatch:
     """With ``--trace``: a thread that samples the GUI thread's stack while a tick is overdue,
@@ -132,9 +137,6 @@ def main(argv: list[str]) -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from ..synthetic import load_synthetic_slide, read_tumour_mask, write_synthetic_slide
-    from ..training import PretrainConfig, pretrain
-
     work = Path(argv[0])
     quick = "--quick" in argv
     work.mkdir(parents=True, exist_ok=True)
@@ -144,8 +146,6 @@ def main(argv: list[str]) -> int:
     )
     width, patch = (8, 32) if quick else (32, 64)
     init = work / "stall_pretrained.pt"
-    from ..events import run_to_end
-    from ..inference.interactive import CheckpointSaved
 
     run_to_end(
         pretrain(

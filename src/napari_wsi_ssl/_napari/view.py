@@ -50,7 +50,7 @@ def open_result(
     """Show the slide with its overlays and the docks; with ``screenshot``, save it and close."""
     import napari
 
-    from .widgets._annotations import slide_geometry
+    from .widgets._annotations import slide_geometry  # napari and Qt only when a window opens
     from .widgets._layers import show_store
 
     slide, stores, checkpoint = _describe(Path(folder), Path(store) if store else None)

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .. import __version__
 from ..errors import WsiSslError
 from ._settings import with_flags
 
@@ -43,8 +44,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
-
     parser = argparse.ArgumentParser(
         prog="wsi-ssl",
         description="Self-supervised deep learning for whole-slide histopathology images.",

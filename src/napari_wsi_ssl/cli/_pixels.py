@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import SlideError
+from ..slide import estimate_mpp, open_slide
 
 if TYPE_CHECKING:
     from ..slide import MppEstimate
@@ -33,7 +34,7 @@ def checkpoint_mpp(path: str | Path | None) -> float | None:
     """The working resolution a checkpoint was trained at (None: native, or no checkpoint)."""
     if path is None:
         return None
-    from ..models import load_checkpoint
+    from ..models import load_checkpoint  # torch: the CLI's parser imports every cli module
 
     return load_checkpoint(path).mpp
 
@@ -48,7 +49,6 @@ def require_pixel_size(
     """
     if not needed or slide_mpp is not None:
         return
-    from ..slide import estimate_mpp, open_slide
 
     for path in slides:
         with open_slide(path) as slide:

@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    # torch: the CLI's parser imports every cli module
     from ..benchmark import BenchConfig, run_bench
 
     kw: dict[str, Any] = {
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             _row(name, result[name])
     for name in GUI:
         if args.gui or name in args.only:
+            # torch: the CLI's parser imports every cli module
             from ..benchmark.gui import measure_gui
 
             result[name] = measure_gui(name, config)

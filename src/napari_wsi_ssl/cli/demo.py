@@ -18,8 +18,22 @@ from typing import Any
 
 import numpy as np
 
+from .._atomic import atomic_write_text
+from ..errors import WsiSslError
+from ..evaluation.masks import map_on_mask_grid
+from ..export import ExportSettings, export_store
+from ..inference import PredictConfig, predict_slide
+from ..metrics import segmentation_metrics
+from ..metrics.instances import aji
+from ..synthetic import (
+    load_synthetic_slide,
+    read_nuclei_labels,
+    read_tumour_mask,
+    write_synthetic_slide,
+)
 from ..vocab import Budget, BudgetUnit, Mode, Preset, Task
 from ._pixels import add_slide_mpp, require_pixel_size
+from ._progress import drive
 
 #: The demo's head: a small MLP, more steps and stronger weight decay than the GUI's linear
 #: default. From 30 strokes per class on the 4096 px slide (150 pretraining steps), it mapped the
@@ -65,9 +79,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..errors import WsiSslError
-    from ._progress import drive
-
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -79,8 +90,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # 1. the slide
     truth: Any = None
     if args.slide is None:
-        from ..synthetic import load_synthetic_slide, write_synthetic_slide
-
         with step("synth"):
             syn_dir = out / "synthetic"
             syn = load_synthetic_slide(syn_dir)
@@ -100,6 +109,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _say(f"slide: {slide_path}")
 
     # 2. self-supervised pretraining
+    # torch: the CLI's parser imports every cli module
     from ..training import FinetuneConfig, FinetuneData, PretrainConfig, finetune, pretrain
 
     ckpt_dir = out / "checkpoints"
@@ -130,6 +140,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "labelled_fraction": round(float((labels > 0).mean()), 4),
         }
         if args.mode == "fast":
+            # torch: the CLI's parser imports every cli module
             from ..features import FeatureConfig, HeadConfig, fast_finetune
 
             with step("finetune"):
@@ -175,7 +186,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         _say("no --mask given: skipping fine-tuning and the tumour map")
 
     # 4. whole-slide prediction: the tumour map (full mode; fast mode has it already) and nuclei
-    from ..inference import PredictConfig, predict_slide
 
     with step("predict"):
         full_model = model_path if args.mode == "full" else None
@@ -212,7 +222,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["screenshot"] = str(_screenshot(out))
     result["seconds"] = {k: round(v, 1) for k, v in timings.items()}
     result["total_seconds"] = round(sum(timings.values()), 1)
-    from .._atomic import atomic_write_text
 
     atomic_write_text(out / "result.json", json.dumps(result, indent=2))
     _say("")
@@ -274,11 +283,6 @@ def _evaluate(tumour_store: Path | None, nuclei_store: Path, syn: Any) -> dict[s
     import numpy as np
     import zarr
 
-    from ..evaluation.masks import map_on_mask_grid
-    from ..metrics import segmentation_metrics
-    from ..metrics.instances import aji
-    from ..synthetic import read_nuclei_labels, read_tumour_mask
-
     metrics: dict[str, float] = {}
     if tumour_store is not None:
         truth = read_tumour_mask(syn)
@@ -299,8 +303,6 @@ def _evaluate(tumour_store: Path | None, nuclei_store: Path, syn: Any) -> dict[s
 
 def _export(tumour_store: Path | None, nuclei_store: Path, folder: Path) -> dict[str, str]:
     """Every export format, through the entry point of ``wsi-ssl export``."""
-    from ..export import ExportSettings, export_store
-
     folder.mkdir(parents=True, exist_ok=True)
     jobs = [
         (nuclei_store, "nuclei", "nuclei.geojson", False),
@@ -332,8 +334,6 @@ def _screenshot(out: Path) -> Path:
     import shutil
     import subprocess
     import sys
-
-    from ..errors import WsiSslError
 
     target = out / "demo.png"
     cmd = [

@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WsiSslError
+from ..evaluation import report
+from ..inference import PredictConfig
 from ._pixels import add_slide_mpp, checkpoint_mpp, require_pixel_size
+from ._progress import drive
 
 # bulky entries that stay in report.json but not on the terminal
 _REPORT_ONLY = ("roc", "per_image")
@@ -63,9 +66,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..evaluation import report
-    from ._progress import drive
-
     common = {"out_dir": args.out, "n_boot": args.bootstrap, "seed": args.seed}
     if args.patches is not None:
         if args.model is None:
@@ -86,7 +86,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise WsiSslError(
                 "--slide needs --model and --mask", hint="give the checkpoint and the tumour mask"
             )
-        from ..inference import PredictConfig
 
         needed = checkpoint_mpp(args.model) is not None
         require_pixel_size([args.slide], args.slide_mpp, needed)

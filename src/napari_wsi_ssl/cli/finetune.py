@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..errors import AnnotationError
 from ..geometry import Rect
 from ..vocab import Mode, Preset, Task
 from ._pixels import add_slide_mpp, checkpoint_mpp, require_pixel_size
+from ._progress import drive
 from .pretrain import add_budget, add_common, budget_of, drive_training
 
 #: The task each kind of data fits.
@@ -63,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..errors import AnnotationError
+    # torch: the CLI's parser imports every cli module
     from ..training import FinetuneConfig, FinetuneData, finetune
 
     if args.slide:
@@ -102,7 +104,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     init = None if args.scratch else args.init
     path, summary = drive_training(finetune(data, cfg, args.output, init=init), "finetune")
-    from ..models import load_checkpoint
+    from ..models import load_checkpoint  # torch: the CLI's parser imports every cli module
 
     ck = load_checkpoint(path)
     last = [e for e in ck.history.get("epoch", []) if "val_loss" in e]
@@ -121,9 +123,8 @@ def _fast(args: argparse.Namespace, data: Any) -> dict[str, Any]:
     """``--mode fast``: the slide's feature cache, a head on the painted pixels and its map."""
     from pathlib import Path
 
-    from ..errors import AnnotationError
+    # torch: the CLI's parser imports every cli module
     from ..features import FeatureConfig, HeadConfig, fast_finetune
-    from ._progress import drive
 
     if data.kind != "slide" or data.labels is None:
         raise AnnotationError("--mode fast needs --slide and --mask", args.output)

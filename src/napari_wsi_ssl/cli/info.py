@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..slide import estimate_mpp, open_slide, tissue_mask
 from ._pixels import add_slide_mpp
 
 
@@ -15,8 +16,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..slide import estimate_mpp, open_slide, tissue_mask
-
     with open_slide(args.slide, mpp=args.slide_mpp) as slide:
         result = slide.info()
         estimate = estimate_mpp(slide) if slide.mpp is None else None

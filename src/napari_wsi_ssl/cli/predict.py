@@ -6,8 +6,12 @@ import argparse
 from typing import Any
 
 from ..errors import WsiSslError
+from ..evaluation.report_slide import write_slide_report
 from ..geometry import Rect
+from ..inference import PredictConfig, predict_slide
+from ..inference.distributed import predict_many
 from ._pixels import add_slide_mpp, checkpoint_mpp, require_pixel_size
+from ._progress import drive
 from ._settings import with_flags
 
 
@@ -79,9 +83,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..inference import PredictConfig
-    from ..inference.distributed import predict_many
-
     config = PredictConfig(
         tile_size=args.tile_size,
         batch_size=args.batch_size,
@@ -108,9 +109,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not slides:
         results = []
     elif len(slides) == 1 and not distributed:
-        from ..inference import predict_slide
-        from ._progress import drive
-
         try:
             store = drive(
                 predict_slide(slides[0], args.model, args.out, config, region=args.region),
@@ -154,8 +152,6 @@ FRONT = ("json", "debug", "command", "report")
 
 def _reports(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     """Write the slide report beside each store that was written."""
-    from ..evaluation.report_slide import write_slide_report
-
     for r in results:
         if r["store"] and not r["error"]:
             settings = {

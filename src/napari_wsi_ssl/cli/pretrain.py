@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..events import Progress
 from ..vocab import Budget, ColourAugment, Objective, Preset
 from ._pixels import add_slide_mpp, require_pixel_size
+from ._progress import drive
 
 
 def add_budget(parser: argparse.ArgumentParser) -> None:
@@ -69,9 +71,6 @@ def drive_training(gen: Any, label: str) -> tuple[Any, dict[str, Any]]:
     """Drive a training generator with a progress bar; return (checkpoint, loss summary)."""
     import time
 
-    from ..events import Progress
-    from ._progress import drive
-
     losses: list[float] = []
     t0 = time.monotonic()
 
@@ -86,7 +85,7 @@ def drive_training(gen: Any, label: str) -> tuple[Any, dict[str, Any]]:
             yield event
 
     path = drive(watch(), label)
-    from ..models import load_checkpoint
+    from ..models import load_checkpoint  # torch: the CLI's parser imports every cli module
 
     ck = load_checkpoint(path)
     return path, {
@@ -100,6 +99,7 @@ def drive_training(gen: Any, label: str) -> tuple[Any, dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    # torch: the CLI's parser imports every cli module
     from ..training import PretrainConfig, pretrain
     from ..training.data import resolve_sources
 

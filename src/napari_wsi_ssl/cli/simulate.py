@@ -17,6 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .._atomic import atomic_write_text
+from ..errors import WsiSslError
+from ..evaluation import mosaic
+from ..evaluation.annotator import SimulationConfig, Truth, plot_curves, simulate
+from ..events import run_to_end
+from ..synthetic import load_synthetic_slide, read_tissue_mask, read_tumour_mask
 from .study import _names
 
 
@@ -60,11 +66,6 @@ def _source(args: argparse.Namespace) -> tuple[Path, Any, dict[str, Any]]:
     """The slide, its ``Truth`` and the cache settings it needs."""
     import numpy as np
 
-    from ..errors import WsiSslError
-    from ..evaluation import mosaic
-    from ..evaluation.annotator import Truth
-    from ..synthetic import load_synthetic_slide, read_tissue_mask, read_tumour_mask
-
     syn = load_synthetic_slide(args.source)
     if syn is not None:
         tumour, tissue = read_tumour_mask(syn) > 0, read_tissue_mask(syn) > 0
@@ -84,8 +85,7 @@ def _source(args: argparse.Namespace) -> tuple[Path, Any, dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..evaluation.annotator import SimulationConfig, plot_curves, simulate
-    from ..events import run_to_end
+    # torch: the CLI's parser imports every cli module
     from ..features import FeatureCache, FeatureConfig, HeadConfig, build_cache_for
 
     config = SimulationConfig(
@@ -124,8 +124,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     summary["feature_config"] = fcfg.to_dict()
     summary["cache_s"] = cache_s
     import json
-
-    from .._atomic import atomic_write_text
 
     atomic_write_text(args.out / "simulate.json", json.dumps(summary, indent=1))
     plots = []

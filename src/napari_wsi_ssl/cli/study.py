@@ -12,7 +12,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..evaluation.study import StudyConfig, iter_study, markdown_table
 from ..vocab import Budget, Mode, Objective, Preset
+from ._progress import drive
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -74,9 +76,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..evaluation.study import StudyConfig, iter_study, markdown_table
-    from ._progress import drive
-
     config = StudyConfig(
         fractions=args.fractions,
         folds=args.folds,

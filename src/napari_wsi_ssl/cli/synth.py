@@ -6,6 +6,8 @@ import argparse
 import time
 from typing import Any
 
+from ..synthetic import write_synthetic_slide
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", help="folder to write slide.tif and the ground truth into")
@@ -29,8 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..synthetic import write_synthetic_slide
-
     start = time.perf_counter()
     syn = write_synthetic_slide(
         args.out_dir, size=args.size, seed=args.seed, mpp=args.mpp, tile_size=args.tile_size

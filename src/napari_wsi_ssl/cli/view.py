@@ -17,6 +17,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     # the napari side lives in _napari; imported here, lazily, only when a window is wanted
-    from .._napari.view import open_result
+    from .._napari.view import open_result  # napari: the CLI's parser imports every cli module
 
     return open_result(args.folder, store=args.store, screenshot=args.screenshot)

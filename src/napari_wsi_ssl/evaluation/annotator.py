@@ -30,7 +30,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import WsiSslError
+from ..inference.store import ATTR
 from ..metrics import roc_auc
+from .plots import _figure, _save
 
 STRATEGIES = ("suggested", "uncertainty", "random", "sampled")
 
@@ -77,8 +79,6 @@ class Maps:
     @classmethod
     def read(cls, store: str | Path) -> Maps:
         import zarr
-
-        from ..inference.store import ATTR
 
         root = zarr.open_group(zarr.DirectoryStore(str(store)), mode="r")
         grid = root.attrs[ATTR]["feature_grid"]
@@ -199,7 +199,7 @@ def _suggested_strokes(
 ) -> list[Stroke]:
     """Strokes in the top cells of ``suggest_regions``, or (``rng``) in cells drawn in
     proportion to their score."""
-    from ..features import suggest_regions
+    from ..features import suggest_regions  # torch: evaluation stays light to import
 
     ds = truth.downsample
     known = truth.labels != 0
@@ -268,7 +268,7 @@ def simulate_run(
     """One simulated user (``strategy``, ``seed``) over ``config.rounds`` rounds on ``cache``."""
     from dataclasses import replace
 
-    from ..features import HeadConfig, Refiner
+    from ..features import HeadConfig, Refiner  # torch: evaluation stays light to import
 
     out_dir = Path(out_dir)
     rng = np.random.default_rng(seed)
@@ -365,8 +365,6 @@ def simulate(
 
 def plot_curves(summary: dict[str, Any], metric: str, path: str | Path, title: str) -> Path:
     """Quality against rounds, one line per strategy (mean over seeds, band: min to max)."""
-    from .plots import _figure, _save
-
     fig = _figure(5.0, 3.6)
     ax = fig.add_subplot()
     for strategy, c in summary["curves"][metric].items():

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .._atomic import atomic_path
 from ..errors import WsiSslError
 
 MPP = 0.97
@@ -50,8 +51,6 @@ def write_mosaic(
     """Write the mosaic TIFF (levels 1, 2, 4 ...) and return its (side, side) patch labels."""
     import tifffile
     from PIL import Image
-
-    from .._atomic import atomic_path
 
     size = side * PATCH
     img = np.full((size, size, 3), 255, np.uint8)

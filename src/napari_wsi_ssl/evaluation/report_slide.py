@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from .._atomic import atomic_write_text
+from ..errors import ExportError
 from ..inference.store import PredictionStore, StoredMap
+from ..slide import open_slide, tissue_mask
 from .plots import _figure, _save
 
 #: Tumour probability from which a pixel (and a nucleus at it) counts as tumour.
@@ -31,15 +33,11 @@ def slide_report(
     store: str | Path, settings: dict[str, Any] | None = None, threshold: float = THRESHOLD
 ) -> dict[str, Any]:
     """The numbers of the report (see the module docstring); torch-free."""
-    from ..slide import open_slide, tissue_mask
-
     reader = PredictionStore(store)
     mpp = reader.mpp
     unit = "mm2" if mpp is not None else "px2"
     per_px2 = mpp[0] * mpp[1] / 1e6 if mpp is not None else 1.0  # mm² (or px²) per level-0 px²
     if reader.slide is None:
-        from ..errors import ExportError
-
         raise ExportError("the store names no slide, so tissue cannot be measured", store)
     with open_slide(reader.slide, mpp=None if mpp is None else mpp[0]) as slide:
         w0, h0 = slide.dimensions
@@ -160,8 +158,6 @@ def write_slide_report(
 
 def draw_report(store: Path, report: dict[str, Any], path: Path) -> Path:
     """One page: the slide with the tumour outline and the nuclei, and the numbers beside it."""
-    from ..slide import open_slide
-
     reader = PredictionStore(store)
     x0, y0, w, h = report["region"]
     ds = max(1.0, max(w, h) / PICTURE_SIDE)

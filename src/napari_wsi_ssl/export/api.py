@@ -22,6 +22,7 @@ from .._atomic import atomic_write_text
 from ..errors import ExportError
 from ..inference.store import PredictionStore, encode_probability
 from ..qupath import class_colour
+from ..slide import open_slide
 from ._arrays import MppLike, as_mpp_xy
 from .geojson import mask_features, write_geojson
 from .nuclei_csv import nuclei_table, write_nuclei_csv
@@ -324,8 +325,6 @@ def measure_nuclei(
     tumour: Tumour | None = None,
 ) -> list[dict[str, Any]]:
     """The measurements of ``labels`` on the slide's pixels, written as CSV to ``out`` (if given)."""
-    from ..slide import open_slide
-
     if place.slide_path is None:
         raise ExportError(
             f"{name!r} is not tied to a slide file, so nuclei cannot be measured",

@@ -11,6 +11,7 @@ import numpy as np
 
 from .._atomic import atomic_write_text
 from ..errors import ExportError
+from ..qupath import classification_of, load_features, rasterise_features
 
 TUMOUR_COLOR = [200, 0, 0]
 NUCLEUS_COLOR = [60, 60, 220]
@@ -188,8 +189,6 @@ def read_geojson_mask(
     Returns a boolean mask, or with ``labels=True`` an int32 image numbering the features 1..n.
     Features whose classification name differs from ``classification`` are skipped.
     """
-    from ..qupath import classification_of, load_features, rasterise_features
-
     kept = [
         f
         for f in load_features(path)

@@ -17,6 +17,7 @@ from ..events import CancelToken
 from ..models import build_model
 from ..patches import Augment, ImageFiles, SlidePatches, grid_coords, random_coords, to_uint8
 from ..patches.augment import augment_for
+from ..slide import open_slide, tissue_mask
 from . import objectives
 from .config import PretrainConfig
 from .data import Indexed, resolve_sources
@@ -34,8 +35,6 @@ def slide_patches(
     slide_mpp: float | None = None,
 ) -> SlidePatches:
     """Grid patches over the tissue of each slide, at most ``per_slide`` of them (a seeded subset)."""
-    from ..slide import open_slide, tissue_mask
-
     rng = np.random.default_rng(seed)
     coords, downsamples = [], []
     for k, path in enumerate(slides):

@@ -47,6 +47,7 @@ def finetune_run(
     request: FinetuneRequest, cancel: CancelToken
 ) -> Generator[Any, None, FinetunedMap]:
     """The one generator of a fine-tuning run: training, then the map when ``then_map``."""
+    # torch at the first run: napari's plugin menu stays fast
     from ...training import FinetuneConfig, FinetuneData
 
     if request.task == "segment":

@@ -13,7 +13,10 @@ from magicgui.widgets import ComboBox, FileEdit, PushButton, SpinBox, Table
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 
+from ... import metrics
 from ...errors import AnnotationError, WsiSslError
+from ...evaluation.masks import map_on_mask_grid, segmentation_report
+from ...evaluation.report import iter_evaluate_patches
 from ...events import CancelToken, Log, Progress
 from ._annotations import annotation_downsample, slide_geometry, slide_layers
 from ._base import DockBase, layer_choices, optional_path
@@ -62,9 +65,6 @@ def evaluate_annotation(
     out_dir: Path | None,
 ) -> Generator[Any, None, dict[str, Any]]:
     """Score the store's tumour map against ``truth`` (on the annotation's grid)."""
-    from ... import metrics
-    from ...evaluation.masks import map_on_mask_grid, segmentation_report
-
     labelled = truth != IGNORE
     if not labelled.any():
         raise AnnotationError("the truth layer has no labelled pixel", hint="paint some first")
@@ -83,8 +83,6 @@ def evaluate_annotation(
 def evaluate_folder(
     checkpoint: Path, folder: Path, out_dir: Path | None, limit: int | None, cancel: CancelToken
 ) -> Generator[Any, None, dict[str, Any]]:
-    from ...evaluation.report import iter_evaluate_patches
-
     report = yield from iter_evaluate_patches(
         checkpoint, folder, out_dir, limit=limit, n_boot=200, cancel=cancel
     )

@@ -45,6 +45,7 @@ class PretrainSettings:
 
 def pretrain_run(settings: PretrainSettings, cancel: CancelToken) -> Generator[Any, None, Path]:
     """The training generator for ``settings`` (built on the GUI thread, run in the worker)."""
+    # torch at the first run: napari's plugin menu stays fast
     from ...training import PretrainConfig, pretrain
 
     config = PretrainConfig(
