@@ -13,8 +13,9 @@ import numpy as np
 
 from ...errors import CancelledError, WsiSslError
 from ...events import CancelToken, Progress, StoreReady
-from ...features import FastResult
+from ...features import FastResult, Refiner, fast_finetune, load_head
 from ...inference.interactive import FinetunedMap, finetune_then_predict
+from ...training import FinetuneConfig, FinetuneData
 from ...vocab import Budget
 from .predict import PredictRequest
 
@@ -47,9 +48,6 @@ def finetune_run(
     request: FinetuneRequest, cancel: CancelToken
 ) -> Generator[Any, None, FinetunedMap]:
     """The one generator of a fine-tuning run: training, then the map when ``then_map``."""
-    # torch at the first run: napari's plugin menu stays fast
-    from ...training import FinetuneConfig, FinetuneData
-
     if request.task == "segment":
         assert request.slide is not None and request.labels is not None
         data = FinetuneData.from_arrays(
@@ -96,8 +94,6 @@ class FastRequest:
 
 def fast_run(request: FastRequest, cancel: CancelToken) -> Generator[Any, None, FastResult]:
     """The generator of a fast-mode click: cache (built once per slide and encoder), head, map."""
-    from ...features import fast_finetune
-
     result: FastResult = yield from fast_finetune(
         request.slide,
         request.labels,
@@ -129,8 +125,6 @@ class LiveRefiner:
         self, labels: np.ndarray, labels_downsample: float, cancel: CancelToken
     ) -> Generator[Any, None, FastResult]:
         """One round: the head retrained on all ``labels`` so far, its maps in a new store."""
-        from ...features import Refiner, load_head
-
         yield Progress(0, 1, message="refining the head on the strokes so far")
         if self._refiner is None:
             self._refiner = Refiner(self.cache)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ...features import suggest_from_store
 from ._annotations import SlideGeometry
 
 #: Quiet time after a stroke before a refinement round starts, in milliseconds.
@@ -114,8 +115,6 @@ class SuggestionTour:
         k: int = SUGGEST_K,
     ) -> int:
         """Rank the regions of ``store``'s uncertainty map and show them; returns how many."""
-        from ...features import suggest_from_store
-
         found = suggest_from_store(store, labels, labels_downsample, k=k)
         self.store, self.slide, self.next = Path(store), slide, 0
         self.boxes = [s.box for s in found]
