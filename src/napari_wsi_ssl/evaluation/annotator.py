@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import shutil
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -203,19 +202,17 @@ def _suggested_strokes(
 
     ds = truth.downsample
     known = truth.labels != 0
-    with warnings.catch_warnings():  # cells without known pixels: "mean of empty slice"
-        warnings.simplefilter("ignore", RuntimeWarning)
-        suggestions = suggest_regions(
-            maps.uncertainty,
-            maps.out_downsample,
-            maps.origin,
-            labels,
-            ds,
-            (known, ds),
-            k=config.k * 4 if rng is None else maps.uncertainty.size,
-            cell=config.cell,
-            distance_scale=distance_scale,
-        )
+    suggestions = suggest_regions(
+        maps.uncertainty,
+        maps.out_downsample,
+        maps.origin,
+        labels,
+        ds,
+        (known, ds),
+        k=config.k * 4 if rng is None else maps.uncertainty.size,
+        cell=config.cell,
+        distance_scale=distance_scale,
+    )
     if rng is not None and suggestions:
         p = np.array([s.score for s in suggestions])
         order = rng.choice(len(p), size=len(p), replace=False, p=p / p.sum())

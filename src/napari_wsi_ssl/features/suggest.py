@@ -35,7 +35,11 @@ def _cell_means(a: np.ndarray, cell: int) -> np.ndarray:
     ny, nx = math.ceil(a.shape[0] / cell), math.ceil(a.shape[1] / cell)
     pad = np.full((ny * cell, nx * cell), np.nan, np.float32)
     pad[: a.shape[0], : a.shape[1]] = a
-    return np.nan_to_num(np.nanmean(pad.reshape(ny, cell, nx, cell), axis=(1, 3)))
+    cells = pad.reshape(ny, cell, nx, cell)
+    # the mean of each cell's known pixels; a cell with none is 0 (no "mean of empty slice")
+    count = np.count_nonzero(~np.isnan(cells), axis=(1, 3))
+    total = np.nansum(cells, axis=(1, 3))
+    return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
 
 
 def _resample(
