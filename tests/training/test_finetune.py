@@ -75,6 +75,22 @@ def test_full_unet_segmentation_trains_recon_too(
     ck = load_checkpoint(out)
     assert set(ck.model(torch.rand(1, 3, 32, 32))) == {"seg", "recon"}
     assert ck.train_config["mode"] == "full" and ck.history["epoch"]
+    # 32 px patches are trained with 48 px of context around them: 128 px, window-free
+    assert ck.patch_size == 128 and ck.train_config["context"] == 48
+
+
+def test_context_is_left_out_of_the_segmentation_loss() -> None:
+    from napari_wsi_ssl.training.config import context_for
+    from napari_wsi_ssl.training.finetune import _centre_only
+
+    assert [context_for(p, None) for p in (32, 64, 96, 128, 256)] == [48, 32, 16, 0, 0]
+    assert context_for(64, 0) == 0 and context_for(256, 64) == 64
+    mask = torch.ones(2, 8, 8, dtype=torch.long)
+    out = _centre_only(mask, 2, 0)
+    assert int(out.sum()) == 2 * 16 and bool((out[:, 2:6, 2:6] == 1).all())
+    assert _centre_only(mask, 0, 0) is mask
+    with pytest.raises(TrainingError, match="context"):
+        FinetuneConfig(context=-1)
 
 
 def test_classify_patch_folder_and_nuclei(

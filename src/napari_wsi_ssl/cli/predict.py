@@ -69,7 +69,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tile-size",
         type=int,
         default=None,
-        help="core tile in working pixels (default: windows the size of the training patches)",
+        help=(
+            "core tile in working pixels (default: 512 for a UNet trained on patches of 128 px "
+            "or more, whose map does not depend on the window; otherwise windows the size of "
+            "the training patches)"
+        ),
     )
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])

@@ -18,9 +18,11 @@ class PredictConfig:
     tile_size
         Core tile (and zarr chunk) size in pixels of the working resolution; a power of 2 >= 32,
         so tile origins stay aligned with the network's stride and every pyramid level.
-        ``None`` (the default) sizes the window, core plus margins, like the checkpoint's
-        training patches (see :func:`window_for_patch`): a network trained on small patches
-        judges a much larger window differently, so larger tiles are faster but not the same.
+        ``None`` (the default): ``WINDOW_FREE_TILE`` for a UNet segmentation checkpoint trained
+        on patches of at least ``training.config.WINDOW_FREE_PATCH`` px (its map does not
+        depend on the window, see :func:`window_free`), and otherwise windows sized like the
+        checkpoint's training patches (see :func:`window_for_patch`): a network trained on
+        small patches judges a much larger window differently.
     margin
         Context added on each side of a tile and cropped away after the forward pass, so tiles
         stitch without seams; a multiple of 32. ``None``: chosen with ``tile_size``.
@@ -95,9 +97,10 @@ class PredictConfig:
         if self.batch_size < 1:
             raise WsiSslError(f"batch_size must be at least 1, got {self.batch_size}")
 
-    def window(self, patch_size: int) -> tuple[int, int]:
-        """(tile, margin) for a checkpoint trained on ``patch_size`` patches."""
-        tile, margin = window_for_patch(patch_size)
+    def window(self, patch_size: int, free: bool = False) -> tuple[int, int]:
+        """(tile, margin) for a checkpoint trained on ``patch_size`` patches (``free``: its map
+        does not depend on the window, so the window is large, see :func:`window_free`)."""
+        tile, margin = window_free(patch_size) if free else window_for_patch(patch_size)
         return (
             self.tile_size if self.tile_size is not None else tile,
             self.margin if self.margin is not None else margin,
@@ -119,6 +122,22 @@ class PredictConfig:
 #: Measured on 2 cores (``wsi-ssl bench --only infer_compiled``, ResNet34-UNet, 384 px windows):
 #: 25 s of compilation, then 3.78 instead of 3.34 tiles/s, which breaks even at about 720 tiles.
 COMPILE_MIN_TILES = 1000
+
+
+#: Core tile (working px) of a window-free checkpoint's default window: 512 + 2 x 32 px windows
+#: compute 1.27 working pixels per map pixel, the 64 + 2 x 32 px windows of 128 px patches 4.
+WINDOW_FREE_TILE = 512
+
+
+def window_free(patch_size: int) -> tuple[int, int]:
+    """The (tile, margin) of a checkpoint whose map does not depend on the window: a core of
+    ``WINDOW_FREE_TILE`` px (more where the patch is larger) and a margin of a quarter patch,
+    a multiple of 32: 128 -> (512, 32), 256 -> (512, 64), 2048 -> (1024, 512)."""
+    margin = 32 * max(1, math.ceil(patch_size / 4 / 32))
+    tile = WINDOW_FREE_TILE
+    while tile + 2 * margin < patch_size:
+        tile *= 2
+    return tile, margin
 
 
 def window_for_patch(patch_size: int) -> tuple[int, int]:

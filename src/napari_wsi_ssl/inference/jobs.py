@@ -96,7 +96,7 @@ def tumour_job(
             slide.dimensions, d, config.classify_tiles, 0, region, cell=ckpt.patch_size
         )
     else:
-        tile, margin = config.window(ckpt.patch_size)
+        tile, margin = config.window(ckpt.patch_size, is_window_free(ckpt))
         grid = make_grid(slide.dimensions, d, tile, margin, region)
     writer = MapWriter.create(root, "tumour", grid, config.dtype, slide.mpp, key)
     todo = _todo(grid, writer, mask)
@@ -136,6 +136,18 @@ def tumour_job(
         return grid.read_window(slide, ty, tx)
 
     return Job("tumour", grid, writer, todo, prepare, compute, finish, predictor=predictor)
+
+
+def is_window_free(ckpt: Any) -> bool:
+    """Whether a checkpoint's map does not depend on the prediction window: a segmentation
+    UNet (decoder head) trained on patches of at least ``WINDOW_FREE_PATCH`` px."""
+    from ..training.config import WINDOW_FREE_PATCH  # torch: inference stays light to import
+
+    return (
+        ckpt.task == "segment"
+        and ckpt.arch.get("seg_head") == "decoder"
+        and ckpt.patch_size >= WINDOW_FREE_PATCH
+    )
 
 
 def nuclei_job(
@@ -239,4 +251,4 @@ def _slide_threshold(
     return haematoxylin_threshold(np.concatenate(values)), est
 
 
-__all__ = ["Job", "nuclei_job", "tumour_job"]
+__all__ = ["Job", "is_window_free", "nuclei_job", "tumour_job"]

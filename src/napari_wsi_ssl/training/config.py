@@ -66,6 +66,13 @@ class FinetuneConfig:
     fast interactive mode); ``"scratch"`` starts from random weights, the baseline of every study. ``seg_head="auto"`` is the light head for
     ``frozen-encoder`` and the inverted-ResNet decoder otherwise. ``mpp`` and ``patch_size``
     default to the initial checkpoint's.
+
+    ``context``: working pixels of image added on each side of a segmentation patch (with the
+    decoder, on a slide) that carry no segmentation loss, so that the decoder learns its map
+    from patches of at least ``WINDOW_FREE_PATCH`` pixels and predicts the same map in any
+    window that large (``None``: just enough for that, e.g. 32 around 64 px patches; 0 for
+    patches of 128 px or more). The checkpoint's ``patch_size`` is the patch trained on,
+    context included.
     """
 
     task: str = Task.SEGMENT.value
@@ -83,6 +90,7 @@ class FinetuneConfig:
     patience: int = 10
     label_fraction: float = 1.0
     recon_weight: float = 1.0
+    context: int | None = None
     seg_head: str = "auto"
     init_decoder: bool | None = None
     cache_features: bool = True
@@ -104,6 +112,21 @@ class FinetuneConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "finetune", **dataclasses.asdict(self)}
+
+
+#: The smallest segmentation patch (working px) from which the UNet's map does not depend on the
+#: prediction window: on the synthetic slide, a width-8 UNet trained on 64 px patches scored
+#: Dice 0.55 in its 96 px windows and 0.13-0.20 in 192-1088 px ones; trained on 128 px patches (64 px
+#: of loss, 32 of context, or 128 px of loss) 0.88-0.89 in every window (docs/training.md).
+WINDOW_FREE_PATCH = 128
+
+
+def context_for(patch_size: int, context: int | None) -> int:
+    """Pixels of context around a segmentation patch: ``context``, or (``None``) enough to make
+    the patch ``WINDOW_FREE_PATCH`` pixels."""
+    if context is not None:
+        return context
+    return max(0, -(-(WINDOW_FREE_PATCH - patch_size) // 2))
 
 
 def lr_factor(
@@ -133,6 +156,8 @@ def _settle(config: Any, epochs: int | None, steps: int | None, minutes: float |
 
 def _check_numbers(config: Any) -> None:
     """Refuse sizes that cannot train (a zero batch would divide by zero later)."""
+    if getattr(config, "context", None) is not None and config.context < 0:
+        raise TrainingError(f"context must not be negative, got {config.context}")
     for name in ("batch_size", "width", "patch_size"):
         value = getattr(config, name, None)
         if value is not None and value < 1:

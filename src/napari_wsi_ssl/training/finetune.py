@@ -34,7 +34,7 @@ from ..patches import (
 from ..patches.augment import augment_for
 from ..slide import open_slide
 from ..vocab import UNLABELLED, Mode, Preset, Task, class_names_for
-from .config import FinetuneConfig
+from .config import FinetuneConfig, context_for
 from .data import FinetuneData, Indexed, check_painted
 from .engine import Job, run
 
@@ -174,12 +174,21 @@ def finetune(
     ck_meta = load_checkpoint(init_path) if init_path is not None else None
     patch_size = cfg.patch_size or (ck_meta.patch_size if ck_meta else 128)
     mpp = cfg.mpp if cfg.mpp is not None else (ck_meta.mpp if ck_meta else None)
+    frozen = cfg.mode == Mode.FROZEN_ENCODER
+    seg_head = cfg.seg_head if cfg.seg_head != "auto" else ("light" if frozen else "decoder")
+    context = 0
+    if data.kind == "slide" and seg_head == "decoder":  # the map is predicted in windows
+        context = context_for(patch_size, cfg.context)
+        patch_size += 2 * context
     train_all, val_all, names, ignore, mpp = _datasets(data, cfg, patch_size, mpp)
     tr, va = _split(len(train_all), cfg)
     train_set, val_set = train_all.subset(tr), val_all.subset(va)
-    frozen = cfg.mode == Mode.FROZEN_ENCODER
-    seg_head = cfg.seg_head if cfg.seg_head != "auto" else ("light" if frozen else "decoder")
     model, notes = _build_model(cfg, init_path, len(names), seg_head, ck_meta)
+    if context:
+        notes.append(
+            f"patches of {patch_size} px: {context} px of context on each side, with no "
+            "segmentation loss, so that the map does not depend on the prediction window"
+        )
     params = model.trainable_parts(frozen)
     cache = frozen and cfg.cache_features and model.decoder is None
     holder: dict[str, Dataset] = {"val": val_set}
@@ -192,8 +201,9 @@ def finetune(
     def loss_fn(o: dict[str, torch.Tensor], b: dict[str, Any]) -> torch.Tensor:
         if "logits" in o:
             return F.cross_entropy(o["logits"].float(), b["label"])
-        ce = F.cross_entropy(o["seg"].float(), b["mask"], ignore_index=ignore, reduction="sum")
-        loss = ce / (b["mask"] != ignore).sum().clamp(min=1)
+        mask = _centre_only(b["mask"], context, ignore)
+        ce = F.cross_entropy(o["seg"].float(), mask, ignore_index=ignore, reduction="sum")
+        loss = ce / (mask != ignore).sum().clamp(min=1)
         if "recon" in o and cfg.recon_weight:
             loss = loss + cfg.recon_weight * F.l1_loss(o["recon"].float(), b["image"])
         return loss
@@ -220,7 +230,7 @@ def finetune(
             if "logits" in o:
                 pred, tgt = o["logits"].argmax(1), b["label"]
             else:
-                pred, tgt = o["seg"].argmax(1), b["mask"]
+                pred, tgt = o["seg"].argmax(1), _centre_only(b["mask"], context, ignore)
             keep = tgt != ignore
             p, t = pred[keep].cpu().numpy(), tgt[keep].cpu().numpy()
             conf += metrics.confusion_matrix(t, np.clip(p, 0, k - 1), k)
@@ -268,6 +278,7 @@ def finetune(
             "class_names": names,
             "train_config": {
                 **cfg.to_dict(),
+                "context": context,
                 "init": str(init_path) if init_path else None,
                 "data": data.kind,
             },
@@ -278,6 +289,15 @@ def finetune(
         prepare=prepare,
     )
     return (yield from run(job, Path(out), cancel))
+
+
+def _centre_only(mask: torch.Tensor, context: int, ignore: int) -> torch.Tensor:
+    """``mask`` with a band of ``context`` pixels along every border set to ``ignore``."""
+    if context <= 0:
+        return mask
+    out = torch.full_like(mask, ignore)
+    out[..., context:-context, context:-context] = mask[..., context:-context, context:-context]
+    return out
 
 
 class _Cached(Dataset):

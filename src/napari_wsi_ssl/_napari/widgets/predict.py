@@ -226,9 +226,10 @@ class PredictWidget(DockBase):
         )
         self._tile = ComboBox(
             label="tile size",
-            choices=[("as trained", 0), ("128", 128), ("256", 256), ("512", 512), ("1024", 1024)],
+            choices=[("auto", 0), ("128", 128), ("256", 256), ("512", 512), ("1024", 1024)],
             value=0,
-            tooltip="'as trained' sizes each window like the model's training patches",
+            tooltip="'auto': 512 px for a UNet whose map does not depend on the window (trained on"
+            " patches of 128 px or more), else windows the size of the training patches",
         )
         self._cache = FileEdit(label="cache folder", mode=FileDialogMode.EXISTING_DIRECTORY)
         self._cache.value = self.session.prediction_dir
