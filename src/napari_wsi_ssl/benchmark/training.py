@@ -31,6 +31,7 @@ def _finetune_step_times(slide: Path, device: Any, config: BenchConfig, steps: i
         width=config.train_width,
         mpp=1.0,
         patch_size=config.train_patch,
+        context=0,  # time patches of the size named, without the context added around small ones
         batch_size=config.train_batch,
         budget=Budget(steps, BudgetUnit.STEPS.value),
         num_patches=max(64, steps * config.train_batch),
