@@ -10,7 +10,7 @@ encoder (the other way of the issue) at two cache tiles.
 Usage, from the repository root (each run about 0.5-12 minutes on a 2-core CPU):
 
     .venv/bin/python docs/scripts/window_study.py OUT 64 0            # 64 px patches, no context
-    .venv/bin/python docs/scripts/window_study.py OUT 64 32 --cache   # 64 px + 2 x 32 context
+    .venv/bin/python docs/scripts/window_study.py OUT 64 32 --cache --held-out  # + 2 x 32 context
     .venv/bin/python docs/scripts/window_study.py OUT 128 0
     .venv/bin/python docs/scripts/window_study.py OUT 128 64
 """
@@ -20,12 +20,13 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from napari_wsi_ssl.evaluation.masks import map_on_mask_grid
-from napari_wsi_ssl.events import run_to_end
+from napari_wsi_ssl.events import TilesDone, run_to_end
 from napari_wsi_ssl.features import FeatureConfig, fast_finetune
 from napari_wsi_ssl.inference import PredictConfig, predict_slide
 from napari_wsi_ssl.synthetic import (
@@ -51,6 +52,9 @@ def main() -> None:
     ap.add_argument("context", type=int, help="context px on each side, no segmentation loss")
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--cache", action="store_true", help="also map through the feature cache")
+    ap.add_argument(
+        "--held-out", action="store_true", help="also time windows on a 4096 px slide (seed 1)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     syn_dir = args.out / "synthetic"
@@ -98,6 +102,8 @@ def main() -> None:
         print(
             f"{name} vs {windows[0][0]}: mean |dp| {d.mean():.4f}, p99 {np.percentile(d, 99):.3f}"
         )
+    if args.held_out:
+        held_out(args.out, ckpt, patch, margin)
     if not args.cache:
         return
     # the other way: the fine-tuned encoder's features, a head on every 16th row of the truth
@@ -113,6 +119,30 @@ def main() -> None:
         maps.append(map_on_mask_grid(result.store, *grid))
         print(f"cache tile {tile * 8}: Dice {dice(maps[-1], truth):.3f}, {result.seconds}")
     print(f"cache tiles 256 vs 1024: mean |dp| {np.abs(maps[0] - maps[1])[tissue].mean():.4f}")
+
+
+def held_out(out: Path, ckpt: Path, patch: int, margin: int) -> None:
+    """Tiles, seconds and Dice of three windows on the 4096 px slide of seed 1 (two threads)."""
+    torch.set_num_threads(2)
+    syn_dir = out / "synthetic_seed1"
+    syn = load_synthetic_slide(syn_dir) or write_synthetic_slide(syn_dir, size=4096, seed=1)
+    truth = read_tumour_mask(syn) > 0
+    tissue = read_tissue_mask(syn) > 0
+    probs = []
+    for tile in (patch // 2, 512, 1024):
+        pc = PredictConfig(tile_size=tile, margin=margin, device="cpu", compile="off")
+        folder = ckpt.parent / f"held_out_{tile}_{time.time_ns()}"  # never a cached store
+        events: list[Any] = []
+        t0 = time.perf_counter()
+        store = run_to_end(predict_slide(syn.slide, ckpt, folder, pc), events.append)
+        seconds = time.perf_counter() - t0
+        tiles = max((e.total for e in events if isinstance(e, TilesDone)), default=0)
+        probs.append(map_on_mask_grid(store, truth.shape, syn.gt_downsample, (syn.mpp,) * 2))
+        d = np.abs(probs[-1] - probs[0])[tissue].mean()
+        print(
+            f"held out, tile {tile}: {tiles} tiles in {seconds:.1f} s, "
+            f"Dice {dice(probs[-1], truth):.3f}, mean |dp| vs tile {patch // 2} {d:.4f}"
+        )
 
 
 if __name__ == "__main__":

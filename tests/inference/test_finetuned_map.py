@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import zarr
 
 from napari_wsi_ssl.evaluation.masks import map_on_mask_grid
 from napari_wsi_ssl.events import run_to_end
@@ -54,9 +55,10 @@ def test_full_mode_map_matches_ground_truth_in_any_window(synthetic, tmp_path: P
         default = PredictConfig(device="cpu")
         assert default.window(ck.patch_size, is_window_free(ck)) == (512, 32)  # 576 px
         trained = PredictConfig(tile_size=64, margin=32, device="cpu")  # 128 px windows
-        probs = {}
+        probs, tiles = {}, {}
         for name, pc in (("trained", trained), ("default", default)):
             store = run_to_end(predict_slide(synthetic.slide, ckpt, tmp_path / name, pc))
+            tiles[name] = zarr.open_group(str(store), mode="r")["tumour/0"].chunks
             grid = (store, truth.shape, synthetic.gt_downsample, (synthetic.mpp,) * 2)
             probs[name] = map_on_mask_grid(*grid)
     finally:
@@ -64,6 +66,7 @@ def test_full_mode_map_matches_ground_truth_in_any_window(synthetic, tmp_path: P
     dice = {k: _dice(p >= 0.5, truth) for k, p in probs.items()}
     diff = np.abs(probs["trained"] - probs["default"])[tissue]
     print(f"after {STEPS} steps: Dice {dice}, |difference| over tissue mean {diff.mean():.4f}")
+    assert tiles == {"trained": (64, 64), "default": (512, 512)}
     assert min(dice.values()) >= 0.8
     assert abs(dice["trained"] - dice["default"]) <= DICE_TOLERANCE
     assert diff.mean() <= MEAN_TOLERANCE
