@@ -23,14 +23,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scratch", action="store_true", help="random initialisation (the baseline)"
     )
     data = parser.add_mutually_exclusive_group(required=True)
-    data.add_argument("--slide", help="slide to sample patches from (with --mask)")
+    data.add_argument(
+        "--slide",
+        action="append",
+        help="slide to sample patches from (with --mask); repeat --slide S --mask M for several",
+    )
     data.add_argument("--patches", metavar="DIR", help="labelled patch folder: DIR/0, DIR/1 ...")
     data.add_argument("--nuclei", metavar="DIR", help="DIR/images and DIR/masks_instance_png")
     parser.add_argument(
-        "--mask", metavar="MASK_OR_GEOJSON", help="label mask (TIFF/PNG) or GeoJSON over --slide"
+        "--mask",
+        action="append",
+        metavar="MASK_OR_GEOJSON",
+        help="label mask (TIFF/PNG) or GeoJSON over the --slide before it",
     )
     parser.add_argument(
-        "--region", type=int, nargs=4, metavar=("X", "Y", "W", "H"), help="level-0 rectangle"
+        "--region",
+        type=int,
+        nargs=4,
+        metavar=("X", "Y", "W", "H"),
+        help="level-0 rectangle (one slide only)",
     )
     parser.add_argument("-o", "--output", required=True, metavar="CKPT")
     parser.add_argument(
@@ -69,12 +80,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..training import FinetuneConfig, FinetuneData, finetune
 
     if args.slide:
-        if not args.mask:
-            raise AnnotationError("--slide needs --mask MASK_OR_GEOJSON", args.slide)
-        region = Rect.from_xywh(*args.region) if args.region else None
-        working = args.mpp if args.mpp is not None else checkpoint_mpp(args.init)
-        require_pixel_size([args.slide], args.slide_mpp, needed=working is not None)
-        data = FinetuneData.from_mask_file(args.slide, args.mask, region, slide_mpp=args.slide_mpp)
+        data = _slide_data(args)
     elif args.patches:
         data = FinetuneData.from_patches(args.patches)
     else:
@@ -119,24 +125,48 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def _slide_data(args: argparse.Namespace) -> Any:
+    """The ``--slide S --mask M`` pairs as one ``FinetuneData`` (classes unified by name)."""
+    from ..training import FinetuneData  # torch: the CLI's parser imports every cli module
+
+    slides, masks = list(args.slide), list(args.mask or [])
+    if len(masks) != len(slides):
+        raise AnnotationError(
+            f"{len(slides)} --slide but {len(masks)} --mask: give each slide its mask, "
+            "--slide S --mask M",
+            slides[len(masks)] if len(masks) < len(slides) else masks[-1],
+        )
+    if args.region and len(slides) > 1:
+        raise AnnotationError("--region limits one slide; leave it out with several", slides[1])
+    region = Rect.from_xywh(*args.region) if args.region else None
+    working = args.mpp if args.mpp is not None else checkpoint_mpp(args.init)
+    require_pixel_size(slides, args.slide_mpp, needed=working is not None)
+    return FinetuneData.several(
+        [
+            FinetuneData.from_mask_file(s, m, region, slide_mpp=args.slide_mpp)
+            for s, m in zip(slides, masks, strict=True)
+        ]
+    )
+
+
 def _fast(args: argparse.Namespace, data: Any) -> dict[str, Any]:
     """``--mode fast``: the slide's feature cache, a head on the painted pixels and its map."""
     from pathlib import Path
 
     # torch: the CLI's parser imports every cli module
-    from ..features import FeatureConfig, HeadConfig, fast_finetune
+    from ..features import FeatureConfig, HeadConfig, SlideStrokes, fast_finetune_many
 
     if data.kind != "slide" or data.labels is None:
         raise AnnotationError("--mode fast needs --slide and --mask", args.output)
     steps = args.steps or HeadConfig().steps
-    gen = fast_finetune(
-        data.slide,
-        data.labels,
-        data.labels_downsample,
+    parts = data.slides()
+    gen = fast_finetune_many(
+        [SlideStrokes(p.slide, p.labels, p.labels_downsample, p.slide_mpp) for p in parts],
         None if args.scratch else args.init,
         Path(args.output).parent,
         FeatureConfig(mpp=args.mpp, slide_mpp=data.slide_mpp, device=args.device),
         head_config=HeadConfig(steps=steps, seed=args.seed),
+        class_names=dict(data.class_names) if data.class_names else None,
         head_path=args.output,
     )
     result = drive(gen, "finetune")
@@ -144,6 +174,7 @@ def _fast(args: argparse.Namespace, data: Any) -> dict[str, Any]:
         "mode": "fast",
         "checkpoint": str(result.head),
         "map": str(result.store),
+        "maps": {str(k): str(v) for k, v in result.maps.items()},
         "cache": str(result.cache),
         "validation": result.metrics,
         "seconds": result.seconds,

@@ -11,8 +11,15 @@ head checkpoints.
 
 from .cache import FeatureCache, build_cache, build_cache_for, open_cache
 from .config import FeatureConfig, HeadConfig
-from .fast import FastResult, Refiner, fast_finetune, predict_head
-from .head import TrainedHead, is_head_checkpoint, load_head, save_head, train_head
+from .fast import FastResult, Refiner, SlideStrokes, fast_finetune, fast_finetune_many, predict_head
+from .head import (
+    TrainedHead,
+    is_head_checkpoint,
+    load_head,
+    save_head,
+    train_head,
+    train_head_many,
+)
 from .maps import write_head_maps
 from .suggest import Suggestion, suggest_from_store, suggest_regions
 
@@ -22,11 +29,13 @@ __all__ = [
     "FeatureConfig",
     "HeadConfig",
     "Refiner",
+    "SlideStrokes",
     "Suggestion",
     "TrainedHead",
     "build_cache",
     "build_cache_for",
     "fast_finetune",
+    "fast_finetune_many",
     "is_head_checkpoint",
     "load_head",
     "open_cache",
@@ -35,5 +44,6 @@ __all__ = [
     "suggest_from_store",
     "suggest_regions",
     "train_head",
+    "train_head_many",
     "write_head_maps",
 ]

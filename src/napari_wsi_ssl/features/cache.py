@@ -135,7 +135,8 @@ class FeatureCache:
         """(N, C) float32 features at feature pixels ``(fy, fx)``."""
         if self._loaded is not None:
             return self._loaded[fy, fx].astype(np.float32)
-        return np.asarray(self.features.vindex[fy, fx], np.float32)
+        channels = np.arange(self.channels)[None, :]  # zarr wants an index array per axis
+        return np.asarray(self.features.vindex[fy[:, None], fx[:, None], channels], np.float32)
 
     def tiles_of_level0(self, box: Box) -> set[tuple[int, int]]:
         """Tiles whose core meets the level-0 box ``(y0, x0, y1, x1)``."""

@@ -4,6 +4,8 @@
   (warm-started) and writes the map store, well under a second on a cached slide. A GUI calls it
   in a worker thread after each stroke.
 - ``fast_finetune``: builds the cache if needed (painted tiles first), then one ``refine``.
+- ``fast_finetune_many``: one head on the strokes of several slides (a cache per slide, all
+  with the first slide's basis and working resolution) and a map of each slide.
 - ``predict_head``: a head checkpoint over any slide, through that slide's cache (built when
   absent, with the basis the head was trained on).
 """
@@ -11,8 +13,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
-from dataclasses import dataclass, field
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from ..inference.store import slide_fingerprint
 from ..slide import open_slide
 from .cache import FeatureCache, build_cache
 from .config import FeatureConfig, HeadConfig
-from .head import TrainedHead, load_head, save_head, train_head
+from .head import TrainedHead, load_head, save_head, train_head, train_head_many
 from .maps import map_store_path, write_head_maps
 
 #: Caches up to this size (bytes) are held in memory between rounds. H x W x C x 2 bytes: 50
@@ -44,6 +46,8 @@ class FastResult:
     cache: Path
     metrics: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    #: With several slides: each slide's map store (the first is ``store``).
+    maps: dict[Path, Path] = field(default_factory=dict)
 
 
 class Refiner:
@@ -147,6 +151,90 @@ def fast_finetune(
     yield Progress(1, 1, metrics={k: v for k, v in result.metrics.items() if isinstance(v, float)})
     yield StoreReady(result.store)
     return result
+
+
+@dataclass(frozen=True)
+class SlideStrokes:
+    """One slide's painted labels for ``fast_finetune_many`` (values as unified across slides)."""
+
+    slide: Path
+    labels: np.ndarray
+    labels_downsample: float
+    slide_mpp: float | None = None
+
+
+def fast_finetune_many(
+    slides: Sequence[SlideStrokes],
+    encoder_ckpt: str | Path | None,
+    out: str | Path,
+    config: FeatureConfig = FeatureConfig(),
+    cancel: CancelToken | None = None,
+    *,
+    head_config: HeadConfig = HeadConfig(),
+    cache_dir: str | Path | None = None,
+    class_names: dict[int, str] | None = None,
+    head_path: str | Path | None = None,
+) -> Events:
+    """Fast-mode fine-tuning on several slides: a feature cache per slide, one head trained on
+    the strokes of all of them (balanced across slides and classes), and a map of each slide.
+
+    The first slide's cache fits the basis; the others are built with that basis and at its
+    working resolution, so one head reads them all. Returns a ``FastResult`` whose ``maps``
+    holds every slide's store (``store`` and ``cache`` are the first slide's).
+    """
+    out = Path(out)
+    t0 = time.perf_counter()
+    caches: list[FeatureCache] = []
+    for k, part in enumerate(slides):
+        yield Log(f"slide {k + 1}/{len(slides)}: {Path(part.slide).name}")
+        cfg = replace(config, slide_mpp=part.slide_mpp)
+        basis = None
+        if caches:
+            basis = caches[0].basis()
+            cfg = replace(cfg, mpp=caches[0].meta["mpp"])
+        with open_slide(part.slide, mpp=part.slide_mpp) as slide:
+            cache = yield from build_cache(
+                slide,
+                encoder_ckpt,
+                cache_dir or out,
+                cfg,
+                slide_fingerprint(part.slide),
+                visible_first=_painted_box(part.labels, part.labels_downsample),
+                basis=basis,
+                cancel=cancel,
+            )
+        if cache.features.nbytes <= MAX_IN_MEMORY:
+            cache.load()  # the head's points and the map read it all
+        caches.append(cache)
+    t1 = time.perf_counter()
+    yield Progress(0, 1, message=f"training one head on the strokes of {len(slides)} slides")
+    head = train_head_many(
+        [(c, p.labels, p.labels_downsample) for c, p in zip(caches, slides, strict=True)],
+        head_config,
+        class_names,
+    )
+    t2 = time.perf_counter()
+    first = caches[0]
+    name = Path(first.meta["slide"]).name.split(".")[0]
+    head_file = Path(head_path) if head_path else out / f"{name}.head.pt"
+    save_head(head_file, head, first)
+    sha = file_sha256(head_file)
+    maps: dict[Path, Path] = {}
+    for part, cache in zip(slides, caches, strict=True):
+        store, key = map_store_path(out, cache, sha)
+        write_head_maps(cache, head, store, key, {"checkpoint": str(head_file)})
+        maps[Path(part.slide)] = store
+        yield StoreReady(store)
+    t3 = time.perf_counter()
+    yield Progress(1, 1, metrics={k: v for k, v in head.metrics.items() if isinstance(v, float)})
+    return FastResult(
+        head_file,
+        maps[Path(slides[0].slide)],
+        first.path,
+        dict(head.metrics),
+        {"cache_s": t1 - t0, "train_s": t2 - t1, "map_s": t3 - t2},
+        maps,
+    )
 
 
 def predict_head(

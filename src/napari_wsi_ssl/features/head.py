@@ -8,7 +8,7 @@ checkpoint that records the encoder and feature settings it needs.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,6 +147,15 @@ def _balanced_cap(values: np.ndarray, cap: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(keep))
 
 
+def _shared_cap(values: np.ndarray, caps: dict[int, int], seed: int) -> np.ndarray:
+    """Indices keeping at most ``caps[v]`` points of each value ``v`` (a slide's share of a cap)."""
+    keep = [
+        np.nonzero(values == v)[0][_balanced_cap(values[values == v], caps[int(v)], seed)]
+        for v in np.unique(values)
+    ]
+    return np.sort(np.concatenate(keep))
+
+
 def train_head(
     cache: FeatureCache,
     labels: np.ndarray,
@@ -161,21 +170,61 @@ def train_head(
     a head with other classes or channels is ignored. Raises ``AnnotationError`` when fewer
     than two classes are painted on computed tiles.
     """
-    fy, fx, val, comp = label_points(cache, labels, labels_downsample)
-    values = sorted(int(v) for v in np.unique(val))
+    return train_head_many([(cache, labels, labels_downsample)], config, class_names, init)
+
+
+def train_head_many(
+    sources: Sequence[tuple[FeatureCache, np.ndarray, float]],
+    config: HeadConfig = HeadConfig(),
+    class_names: dict[int, str] | None = None,
+    init: TrainedHead | None = None,
+) -> TrainedHead:
+    """One head on the painted labels of several slides' caches (same encoder and basis),
+    balanced across slides and classes.
+
+    Each source is ``(cache, labels, labels_downsample)``, label values meaning the same class
+    on every slide. Every class weighs the same in the loss, and within a class each slide that
+    has it weighs the same, however much was painted where; the point cap is shared likewise.
+    """
+    found = []
+    for cache, labels, ds in sources:
+        try:
+            found.append(label_points(cache, labels, ds))
+        except AnnotationError as exc:
+            if len(sources) == 1 or exc.path is not None:
+                raise
+            raise AnnotationError(exc.problem, cache.meta["slide"], exc.hint) from None
+    all_vals = np.concatenate([f[2] for f in found])
+    values = sorted(int(v) for v in np.unique(all_vals))
     if len(values) < 2:
         raise AnnotationError(
             f"paint at least two classes on computed tiles (found {values or 'none'})"
         )
-    keep = _balanced_cap(val, config.max_samples, config.seed)
-    fy, fx, val, comp = fy[keep], fx[keep], val[keep], comp[keep]
-    x = torch.from_numpy(cache.at(fy, fx))
+    slides_with = {v: sum(bool((f[2] == v).any()) for f in found) for v in values}
+    xs, vals, comps, slide_of = [], [], [], []
+    offset = 0
+    for s, ((cache, _, _), (fy, fx, val, comp)) in enumerate(zip(sources, found, strict=True)):
+        keep = (
+            _balanced_cap(val, config.max_samples, config.seed)
+            if len(sources) == 1
+            else _shared_cap(
+                val, {v: -(-config.max_samples // n) for v, n in slides_with.items()}, config.seed
+            )
+        )
+        xs.append(cache.at(fy[keep], fx[keep]))
+        vals.append(val[keep])
+        comps.append(comp[keep] + offset)
+        slide_of.append(np.full(len(keep), s))
+        offset += int(comp.max(initial=0)) + 1
+    val, comp, slide = np.concatenate(vals), np.concatenate(comps), np.concatenate(slide_of)
+    x = torch.from_numpy(np.concatenate(xs))
     y = torch.from_numpy(np.searchsorted(values, val))
     held, how = split_strokes(val, comp, config.val_fraction, config.seed)
     tr, va = torch.from_numpy(~held), torch.from_numpy(held)
     k = len(values)
     counts = torch.bincount(y[tr], minlength=k).float()
     weight = counts.sum() / (k * counts.clamp(min=1))
+    sample_w = weight[y] * torch.from_numpy(_slide_share(val, slide, ~held))
     torch.manual_seed(config.seed)
     model = make_head(config.kind, x.shape[1], k, config.hidden)
     warm = (
@@ -188,11 +237,11 @@ def train_head(
         model.load_state_dict(init.model.state_dict())
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history = []
-    xt, yt = x[tr], y[tr]
+    xt, yt, wt = x[tr], y[tr], sample_w[tr]
     with one_thread():
         for step in range(config.steps):
             opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(xt), yt, weight=weight)
+            loss = _weighted_ce(model(xt), yt, wt)
             loss.backward()
             opt.step()
             if step == 0 or step == config.steps - 1:
@@ -204,6 +253,8 @@ def train_head(
         "train_loss": history[-1]["loss"],
         "warm_start": float(warm),
     }
+    if len(sources) > 1:
+        metrics["slides"] = len(sources)
     model.eval()
     with torch.no_grad():
         if int(va.sum()):
@@ -214,7 +265,7 @@ def train_head(
                 for c in range(k)
                 if bool((y[va] == c).any())
             ]
-            metrics["val_loss"] = float(F.cross_entropy(logits, y[va], weight=weight))
+            metrics["val_loss"] = float(_weighted_ce(logits, y[va], sample_w[va]))
             metrics["val_balanced_accuracy"] = float(np.mean(per_class))
     names = class_names or {}
     return TrainedHead(
@@ -226,6 +277,26 @@ def train_head(
         {**metrics, "val_split": how},  # type: ignore[dict-item]
         history,
     )
+
+
+def _slide_share(values: np.ndarray, slides: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """Per point, the factor that gives each slide an equal share of its class's weight:
+    ``n_class / (slides with the class * n_class_on_this_slide)``, counted on training points
+    (1 everywhere with one slide)."""
+    out = np.ones(len(values), np.float32)
+    for v in np.unique(values):
+        in_class = values == v
+        n_class = int((in_class & train).sum())
+        on = [s for s in np.unique(slides[in_class]) if (in_class & train & (slides == s)).any()]
+        for s in on:
+            n = int((in_class & train & (slides == s)).sum())
+            out[in_class & (slides == s)] = n_class / (len(on) * n)
+    return out
+
+
+def _weighted_ce(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy weighted per point, normalised by the weights (as torch's class weights)."""
+    return (F.cross_entropy(logits, y, reduction="none") * w).sum() / w.sum().clamp(min=1e-12)
 
 
 def default_name(value: int) -> str:

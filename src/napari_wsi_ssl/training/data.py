@@ -8,13 +8,14 @@ napari Fine-tune dock), a mask image or GeoJSON file over a slide, a labelled pa
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
 
+from ..classes import unify_classes
 from ..errors import AnnotationError, TrainingError
 from ..geometry import Rect
 from ..patches import IMAGE_SUFFIXES, SLIDE_SUFFIXES
@@ -119,6 +120,8 @@ class FinetuneData:
     folder: Path | None = None
     slide_mpp: float | None = None
     class_names: Mapping[int, str] | None = None
+    #: Further slides of a several-slide fine-tuning (``several``), each a one-slide part.
+    more: tuple[FinetuneData, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "region", Rect.coerce(self.region))
@@ -184,6 +187,28 @@ class FinetuneData:
             slide_mpp=slide_mpp,
             class_names=names,
         )
+
+    @classmethod
+    def several(cls, parts: Sequence[FinetuneData]) -> FinetuneData:
+        """Slide parts as one fine-tuning: the same class name gets the same value on every
+        slide (``classes.unify_classes``; AnnotationError when two slides disagree).
+
+        The first part carries the rest in ``more``; one part is returned as it is.
+        """
+        if any(p.kind != "slide" or p.labels is None for p in parts):
+            raise AnnotationError("several slides fine-tune from slide annotations only")
+        if len(parts) == 1:
+            return parts[0]
+        labels, names = unify_classes([(p.slide, p.labels, p.class_names) for p in parts])  # type: ignore[misc]
+        unified = [
+            replace(p, labels=lab, class_names=names, more=())
+            for p, lab in zip(parts, labels, strict=True)
+        ]
+        return replace(unified[0], more=tuple(unified[1:]))
+
+    def slides(self) -> list[FinetuneData]:
+        """The one-slide parts: this one, then ``more``."""
+        return [replace(self, more=()), *self.more] if self.more else [self]
 
     @classmethod
     def from_patches(cls, folder: str | Path) -> FinetuneData:

@@ -32,6 +32,7 @@ from ..patches import (
     to_uint8,
 )
 from ..patches.augment import augment_for
+from ..patches.coords import mask_window
 from ..slide import open_slide
 from ..vocab import UNLABELLED, Mode, Preset, Task, class_names_for
 from .config import FinetuneConfig, context_for
@@ -72,6 +73,8 @@ def _datasets(
             mpp,
         )
 
+    if data.more:
+        return _several_slides(data, cfg, patch_size, aug, mpp)
     assert data.slide is not None and data.labels is not None
     with open_slide(data.slide, mpp=data.slide_mpp) as slide:
         if mpp is None:
@@ -106,6 +109,67 @@ def _datasets(
         )
 
     names = class_names_for(present, data.class_names)
+    return Indexed([mk(aug)]), Indexed([mk(NO_AUGMENT)]), names, UNLABELLED, mpp
+
+
+def _several_slides(
+    data: FinetuneData, cfg: FinetuneConfig, patch_size: int, aug: Augment, mpp: float | None
+) -> tuple[Any, Any, list[str], int, float | None]:
+    """``_datasets`` of several annotated slides, patches balanced across slides and classes:
+    each patch draws a class, then a slide that has it, then a painted pixel of it there."""
+    parts = data.slides()
+    downsamples, present = [], []
+    for part in parts:
+        assert part.slide is not None and part.labels is not None
+        with open_slide(part.slide, mpp=part.slide_mpp) as slide:
+            if mpp is None:  # the first slide's level 0 is the working resolution
+                mpp = slide.mpp[0] if slide.mpp else None
+            downsamples.append(1.0 if mpp is None else slide.downsample_for_mpp(mpp))
+            check_painted(part.labels, part.labels_downsample, slide, part.region)
+        win = mask_window(part.labels.shape, part.labels_downsample, part.region)
+        window = part.labels[win.y0 : win.y1, win.x0 : win.x1]
+        present.append({int(v) for v in np.unique(window) if v != UNLABELLED})
+    classes = sorted(set().union(*present))
+    rng = np.random.default_rng(cfg.seed)
+    drawn = rng.choice(np.asarray(classes), size=cfg.num_patches)
+    rows = []
+    for c in classes:
+        having = [s for s, p in enumerate(present) if c in p]
+        picks = rng.choice(np.asarray(having), size=int((drawn == c).sum()))
+        for s in having:
+            n = int((picks == s).sum())
+            if n:
+                part = parts[s]
+                corners, _ = balanced_coords(
+                    part.labels,  # type: ignore[arg-type]
+                    part.labels_downsample,
+                    patch_size,
+                    downsamples[s],
+                    n,
+                    rng,
+                    region=part.region,
+                    classes=[c],
+                )
+                rows.append(np.column_stack([np.full(n, s, np.int64), corners]))
+    xy = np.concatenate(rows)
+    labels = [LabelArray(p.labels, p.labels_downsample) for p in parts]  # type: ignore[arg-type]
+
+    def mk(a: Augment) -> SlidePatches:
+        return SlidePatches(
+            [p.slide for p in parts],  # type: ignore[misc]
+            downsamples,
+            xy,
+            patch_size,
+            labels=labels,
+            mpps=[p.slide_mpp for p in parts],
+            augment=a,
+            seed=cfg.seed,
+        )
+
+    names = class_names_for(
+        sorted(set().union(*[{int(v) for v in np.unique(p.labels) if v} for p in parts])),
+        data.class_names,
+    )  # type: ignore[arg-type]
     return Indexed([mk(aug)]), Indexed([mk(NO_AUGMENT)]), names, UNLABELLED, mpp
 
 
@@ -281,6 +345,7 @@ def finetune(
                 "context": context,
                 "init": str(init_path) if init_path else None,
                 "data": data.kind,
+                **({"slides": [str(p.slide) for p in data.slides()]} if data.more else {}),
             },
         },
         in_memory=cache,
