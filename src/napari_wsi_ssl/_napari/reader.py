@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import SlideError
 from ..slide import SLIDE_SUFFIXES, Slide, looks_like_slide, open_slide
+from .project import is_project
 
 LayerData = tuple[Any, dict[str, Any], str]
 ReaderFunction = Callable[[Any], list[LayerData]]
@@ -31,6 +32,10 @@ def get_reader(path: str | list[str]) -> ReaderFunction | None:
         if len(path) != 1:
             return None
         path = path[0]
+    if is_project(path):  # a saved project folder: its slides, layers and docks
+        from .widgets.project import read_project_folder  # napari and Qt, only for a project
+
+        return read_project_folder
     try:
         if not looks_like_slide(path):
             return None

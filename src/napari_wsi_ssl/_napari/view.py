@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WsiSslError
+from .project import is_project
 
 DOCKS = ("Pretrain", "Fine-tune", "Predict", "Evaluate", "Export")
 
@@ -53,6 +54,8 @@ def open_result(
     from .widgets._annotations import slide_geometry  # napari and Qt only when a window opens
     from .widgets._layers import show_store
 
+    if is_project(folder):
+        return _open_project(Path(folder), screenshot)
     slide, stores, checkpoint = _describe(Path(folder), Path(store) if store else None)
     viewer = napari.Viewer(title=f"napari-wsi-ssl: {slide.name}", show=True)
     viewer.window._qt_window.resize(1500, 950)  # before reset_view, so the slide fills the canvas
@@ -78,6 +81,35 @@ def open_result(
         "checkpoint": str(checkpoint) if checkpoint else None,
         "layers": list(shown),
     }
+    return _show(viewer, info, screenshot)
+
+
+def _open_project(folder: Path, screenshot: str | Path | None) -> dict[str, Any]:
+    """A saved project in a new window; a slide that moved is a one-line error before any
+    window opens (in napari, "Open project" asks for it)."""
+    import napari
+
+    from .project import locate_slides, read_project
+    from .widgets.project import restore_project
+
+    locate_slides(read_project(folder), folder)
+    viewer = napari.Viewer(title=f"napari-wsi-ssl: {folder.name}", show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    info = restore_project(viewer, folder)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-wsi-ssl", "Project", tabify=True)
+    widget.set_folder(folder)
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.processEvents()
+    viewer.reset_view()
+    return _show(viewer, info, screenshot)
+
+
+def _show(viewer: Any, info: dict[str, Any], screenshot: str | Path | None) -> dict[str, Any]:
+    """Run the window; with ``screenshot``, save it once every layer is drawn, and close."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+
     if screenshot is None:
         napari.run()
         return info

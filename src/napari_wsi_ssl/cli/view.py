@@ -1,4 +1,5 @@
-"""``wsi-ssl view OUT_DIR``: open a demo or prediction folder in napari, with the docks."""
+"""``wsi-ssl view OUT_DIR``: open a demo or prediction folder, or a saved project, in napari,
+with the docks."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "folder", type=Path, help="a demo output folder (with result.json) or a slide"
+        "folder",
+        type=Path,
+        help="a demo output folder (with result.json), a saved project folder (project.json) or a slide",
     )
     parser.add_argument("--store", type=Path, help="a prediction store to overlay")
     parser.add_argument("--screenshot", type=Path, help="save a screenshot of the window and quit")

@@ -166,10 +166,8 @@ def _several_slides(
             seed=cfg.seed,
         )
 
-    names = class_names_for(
-        sorted(set().union(*[{int(v) for v in np.unique(p.labels) if v} for p in parts])),
-        data.class_names,
-    )  # type: ignore[arg-type]
+    painted = {int(v) for p in parts for v in np.unique(np.asarray(p.labels)) if v != UNLABELLED}
+    names = class_names_for(sorted(painted), data.class_names)
     return Indexed([mk(aug)]), Indexed([mk(NO_AUGMENT)]), names, UNLABELLED, mpp
 
 
