@@ -224,7 +224,7 @@ def fast_finetune_many(
         store, key = map_store_path(out, cache, sha)
         write_head_maps(cache, head, store, key, {"checkpoint": str(head_file)})
         maps[Path(part.slide)] = store
-        yield StoreReady(store)
+    yield StoreReady(maps[Path(slides[0].slide)])  # the others are in the result's ``maps``
     t3 = time.perf_counter()
     yield Progress(1, 1, metrics={k: v for k, v in head.metrics.items() if isinstance(v, float)})
     return FastResult(

@@ -8,18 +8,20 @@ from typing import Any
 
 import numpy as np
 from magicgui.widgets import CheckBox, PushButton
+from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ...errors import AnnotationError, WsiSslError
 from ._annotations import (
     PaintedAnnotation,
     SlideGeometry,
+    is_slide_layer,
     read_painted,
     require_slide_path,
     slide_geometry,
 )
 from ._base import optional_path
-from ._finetune_run import FastRequest, LiveRefiner, fast_run
+from ._finetune_run import FastRequest, LiveRefiner, OtherSlide, fast_run
 from ._live import LiveLoop, SuggestionTour
 from ._worker import Outcome
 from .predict import PredictionDisplay, predict_request
@@ -30,6 +32,8 @@ class FastModeMixin:
 
     _image: Any
     _annotations: Any
+    _several: Any
+    _viewer: Any
     _checkpoint: Any
     _region: Any
     _curves: Any
@@ -80,6 +84,49 @@ class FastModeMixin:
         slide = slide_geometry(slide_layer)
         return slide, read_painted(labels_layer, slide, min_classes)
 
+    def other_slides(self) -> tuple[OtherSlide, ...]:
+        """With "all annotated slides" on: every other open slide whose annotation layer has
+        painted pixels (the first such layer of each slide), as plain data."""
+        if not bool(self._several.value):
+            return ()
+        chosen = self._image.value
+        out = []
+        for layer in self._viewer.layers:
+            if not is_slide_layer(layer) or layer is chosen:
+                continue
+            geometry = slide_geometry(layer)
+            for labels_layer in self._viewer.layers:
+                meta = labels_layer.metadata
+                if (
+                    not isinstance(labels_layer, Labels)
+                    or meta.get("store")
+                    or labels_layer is self._annotations.value
+                    or (
+                        meta.get("slide_layer") != layer.name
+                        and meta.get("slide_path") != str(geometry.slide_path)
+                    )
+                ):
+                    continue
+                try:
+                    painted = read_painted(labels_layer, geometry, min_classes=1)
+                except AnnotationError:  # nothing painted on this one
+                    continue
+                out.append(
+                    OtherSlide(
+                        require_slide_path(geometry),
+                        np.array(painted.labels, copy=True),
+                        painted.downsample,
+                        {k: v for k, v in painted.class_names.items() if k != 0},
+                    )
+                )
+                break
+        if not out:
+            raise AnnotationError(
+                "no other open slide has a painted annotation layer",
+                hint="paint one on another slide, or untick 'all annotated slides'",
+            )
+        return tuple(out)
+
     def fast_request(self) -> FastRequest:
         """The fast mode's request: the painted labels, the encoder (``None``: colour features
         only) and where the head, the map store and the cache go."""
@@ -93,6 +140,7 @@ class FastModeMixin:
             out_dir=Path(self.cache_dir),
             head_path=self._checkpoint_out("segment"),
             class_names=names,
+            others=self.other_slides(),
         )
 
     # -- the fast mode, live refinement, suggestions -------------------------------------------
@@ -133,7 +181,7 @@ class FastModeMixin:
             self.set_status(
                 f"{'refined' if live else 'done'} in {outcome.seconds:.1f} s "
                 f"(head and map {seconds:.1f} s){quality}; the map is the probability of "
-                f"{shown!r}; head: {result.head.name}"
+                f"{shown!r}; head: {result.head.name}" + _other_maps(result.maps)
             )
             if not live:
                 show_info(f"Fast fine-tuning finished: {result.head}; the map is shown")
@@ -178,3 +226,12 @@ class FastModeMixin:
             if not n:
                 return
         self.tour.visit_next()
+
+
+def _other_maps(maps: dict[Path, Path]) -> str:
+    """The status line's word on the other slides' maps of a several-slide run."""
+    if len(maps) < 2:
+        return ""
+    others = list(maps.items())[1:]
+    listed = "; ".join(f"{slide.name}: {store}" for slide, store in others)
+    return f"; trained on {len(maps)} slides, the other maps (open them in Predict): {listed}"

@@ -11,9 +11,17 @@ from typing import Any
 
 import numpy as np
 
+from ...classes import unify_classes
 from ...errors import CancelledError, WsiSslError
 from ...events import CancelToken, Progress, StoreReady
-from ...features import FastResult, Refiner, fast_finetune, load_head
+from ...features import (
+    FastResult,
+    Refiner,
+    SlideStrokes,
+    fast_finetune,
+    fast_finetune_many,
+    load_head,
+)
 from ...inference.interactive import FinetunedMap, finetune_then_predict
 from ...training import FinetuneConfig, FinetuneData
 from ...vocab import Budget
@@ -21,6 +29,16 @@ from .predict import PredictRequest
 
 #: Patches drawn from the painted pixels by default (the fast mode's).
 FAST_PATCHES = 64
+
+
+@dataclass(frozen=True)
+class OtherSlide:
+    """Another open slide's painted annotation, fine-tuned on with the chosen one."""
+
+    slide: Path
+    labels: np.ndarray
+    labels_downsample: float
+    class_names: dict[int, str]
 
 
 @dataclass(frozen=True)
@@ -42,6 +60,8 @@ class FinetuneRequest:
     region_xywh: tuple[int, int, int, int] | None = None
     folder: Path | None = None
     then_map: PredictRequest | None = None
+    class_names: dict[int, str] | None = None
+    others: tuple[OtherSlide, ...] = ()
 
 
 def finetune_run(
@@ -51,8 +71,22 @@ def finetune_run(
     if request.task == "segment":
         assert request.slide is not None and request.labels is not None
         data = FinetuneData.from_arrays(
-            request.slide, request.labels, request.labels_downsample, region=request.region_xywh
+            request.slide,
+            request.labels,
+            request.labels_downsample,
+            region=request.region_xywh,
+            class_names=request.class_names,
         )
+        if request.others:
+            data = FinetuneData.several(
+                [data]
+                + [
+                    FinetuneData.from_arrays(
+                        o.slide, o.labels, o.labels_downsample, class_names=o.class_names
+                    )
+                    for o in request.others
+                ]
+            )
     elif request.folder is None:
         raise WsiSslError(
             f"task {request.task!r} learns from a folder",
@@ -90,10 +124,30 @@ class FastRequest:
     out_dir: Path
     head_path: Path
     class_names: dict[int, str]
+    others: tuple[OtherSlide, ...] = ()
 
 
 def fast_run(request: FastRequest, cancel: CancelToken) -> Generator[Any, None, FastResult]:
-    """The generator of a fast-mode click: cache (built once per slide and encoder), head, map."""
+    """The generator of a fast-mode click: cache (built once per slide and encoder), head, map;
+    with ``others``, one head on the strokes of every slide and a map of each."""
+    if request.others:
+        parts = [(request.slide, request.labels, request.class_names)] + [
+            (o.slide, o.labels, o.class_names) for o in request.others
+        ]
+        labels, names = unify_classes(parts)
+        downsamples = [request.labels_downsample] + [o.labels_downsample for o in request.others]
+        many: FastResult = yield from fast_finetune_many(
+            [
+                SlideStrokes(path, lab, ds)
+                for (path, _, _), lab, ds in zip(parts, labels, downsamples, strict=True)
+            ],
+            request.encoder,
+            request.out_dir,
+            cancel=cancel,
+            class_names=names,
+            head_path=request.head_path,
+        )
+        return many
     result: FastResult = yield from fast_finetune(
         request.slide,
         request.labels,

@@ -94,6 +94,12 @@ class FinetuneWidget(FastModeMixin, DockBase):
             ),
             tooltip="painted labels: 1 tumour, 2 normal, 0 unlabelled",
         )
+        self._several = CheckBox(
+            text="all annotated slides",
+            value=False,
+            tooltip="also learn from the painted annotation layers of the other open slides "
+            "(the same class name is the same class on every slide)",
+        )
         self._region = ComboBox(
             label="region",
             choices=layer_choices(napari_viewer, lambda la: isinstance(la, Shapes), "whole slide"),
@@ -166,6 +172,7 @@ class FinetuneWidget(FastModeMixin, DockBase):
                 self._image,
                 annotate_row,
                 self._annotations,
+                self._several,
                 self._region,
                 self._checkpoint,
                 self._task,
@@ -208,7 +215,8 @@ class FinetuneWidget(FastModeMixin, DockBase):
 
     def set_fields(self, **values: Any) -> None:
         """Set fields by name: slide, annotations, region, checkpoint, task, folder, mode,
-        budget, unit, patch_size, batch_size, num_patches, out, predict_after, downsample, live."""
+        budget, unit, patch_size, batch_size, num_patches, out, predict_after, downsample, live,
+        several (all annotated slides)."""
         fields = {
             "slide": self._image,
             "annotations": self._annotations,
@@ -226,6 +234,7 @@ class FinetuneWidget(FastModeMixin, DockBase):
             "predict_after": self._predict_after,
             "downsample": self._annotate_downsample,
             "live": self._live_box,
+            "several": self._several,
         }
         for name, value in values.items():
             fields[name].value = value
@@ -241,6 +250,7 @@ class FinetuneWidget(FastModeMixin, DockBase):
     def _on_task(self, *_: Any) -> None:
         on_slide = self._task.value == "segment"
         self._image.visible = self._annotations.visible = self._region.visible = on_slide
+        self._several.visible = on_slide
         self._annotate_button.visible = self._annotate_downsample.visible = on_slide
         self._folder.visible = not on_slide
         fast = self.fast_mode
@@ -299,6 +309,8 @@ class FinetuneWidget(FastModeMixin, DockBase):
             labels_downsample=painted.downsample,
             region_xywh=region,
             then_map=then_map,
+            class_names={k: v for k, v in painted.class_names.items() if k != 0},
+            others=self.other_slides(),
         )
 
     def _on_finetune(self, *_: Any) -> None:

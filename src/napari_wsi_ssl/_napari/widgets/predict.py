@@ -33,6 +33,7 @@ from ._annotations import (
 )
 from ._base import DockBase, layer_choices, optional_path, preload_compute
 from ._layers import PROBABILITY, UNCERTAINTY, refresh_layers, show_store, visible_box_level0
+from ._predict_folder import FolderMixin
 from ._worker import Outcome, RunController
 
 NUCLEI_CHOICES = ("none", "classical", "model")
@@ -196,8 +197,8 @@ class PredictionDisplay:
         self.layers = show_store(self.viewer, self.store, self._request.slide, visible=visible)
 
 
-class PredictWidget(DockBase):
-    """Predict the metastasis probability map (and nuclei) of a slide."""
+class PredictWidget(FolderMixin, DockBase):
+    """Predict the metastasis probability map (and nuclei) of a slide, or of a folder of them."""
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(napari_viewer)
@@ -246,6 +247,7 @@ class PredictWidget(DockBase):
                 self._tile,
                 self._cache,
                 self._predict_button,
+                *self._init_folder(),
                 self._cancel_button,
                 self._progress,
                 self._status,
@@ -266,7 +268,8 @@ class PredictWidget(DockBase):
         return self._predict_button
 
     def set_fields(self, **values: Any) -> None:
-        """Set fields by name: slide, checkpoint, nuclei, nuclei_checkpoint, region, tile, cache."""
+        """Set fields by name: slide, checkpoint, nuclei, nuclei_checkpoint, region, tile, cache,
+        folder (of slides, for Predict folder)."""
         fields = {
             "slide": self._slide,
             "checkpoint": self._checkpoint,
@@ -275,6 +278,7 @@ class PredictWidget(DockBase):
             "region": self._region,
             "tile": self._tile,
             "cache": self._cache,
+            "folder": self._folder,
         }
         for name, value in values.items():
             fields[name].value = value
@@ -312,6 +316,8 @@ class PredictWidget(DockBase):
         self.display.start(request, on_done=self._on_done)
 
     def _on_event(self, event: Any) -> None:
+        if self.folder_event(event):
+            return
         self.display.handle(event)
         if isinstance(event, TilesDone) and event.total:
             self.set_progress_status(f"predicting: {event.done}/{event.total} tiles")
