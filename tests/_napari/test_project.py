@@ -1,5 +1,6 @@
-"""Saved projects by clicks: save the slide, its annotations, overlay and dock settings, close
-the viewer, open the project (moved, with its slide elsewhere) and find the same layers."""
+"""Several slides and saved projects by clicks: a fast-mode head from the strokes of two slides,
+then save the slides, their annotations, the map and the dock settings, close the viewer, open
+the project (moved, with its slides elsewhere) and find the same layers."""
 
 from __future__ import annotations
 
@@ -9,14 +10,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from gui_helpers import click, open_dock, open_slide_layer, paint_classes, truth_on_grid
+from gui_helpers import click, open_dock, open_slide_layer, paint_classes, truth_on_grid, wait_idle
 
 from napari_wsi_ssl._napari.project import PROJECT_FILE, read_project
-from napari_wsi_ssl._napari.widgets._annotations import slide_geometry
-from napari_wsi_ssl._napari.widgets._layers import PROBABILITY, show_store
+from napari_wsi_ssl._napari.widgets._layers import PROBABILITY
 from napari_wsi_ssl.cli import main
-from napari_wsi_ssl.events import run_to_end
-from napari_wsi_ssl.features import FeatureConfig, fast_finetune
+from napari_wsi_ssl.features import load_head
+from napari_wsi_ssl.synthetic import write_synthetic_slide
 
 pytestmark = pytest.mark.gui
 
@@ -42,25 +42,35 @@ def test_save_close_open_project(
 ) -> None:
     home = tmp_path / "study"
     (home / "slides").mkdir(parents=True)
-    slide_path = home / "slides" / "case1.tif"
-    shutil.copy(synthetic.slide, slide_path)
+    paths = [home / "slides" / "case1.tif", home / "slides" / "case2.tif"]
+    shutil.copy(synthetic.slide, paths[0])
+    write_synthetic_slide(tmp_path / "s2", size=1024, seed=1).slide.rename(paths[1])
     viewer = make_napari_viewer()
-    slide = open_slide_layer(viewer, slide_path)
+    slides = [open_slide_layer(viewer, p) for p in paths]
     ft = open_dock(viewer, "Fine-tune")
-    click(qtbot, ft.annotation_button)
-    ann = viewer.layers["annotations"]
-    truth = truth_on_grid(ann.data.shape, synthetic)
-    paint_classes(ann, truth, seed=0, strokes=6)
-    ann.metadata["class_names"] = {0: "unlabelled", 1: "metastasis", 2: "normal"}
-    ft.set_fields(mode="full", num_patches=96, annotations=ann)
-    # an overlay: a fast-mode map of the slide
-    result = run_to_end(
-        fast_finetune(
-            slide_path, np.asarray(ann.data), ann.metadata["downsample"], None, home / "maps",
-            FeatureConfig(tile=32, mpp=synthetic.mpp * 2),
-        )
-    )  # fmt: skip
-    show_store(viewer, result.store, slide_geometry(slide))
+    ft.cache_dir = home / "maps"
+    layers = []
+    for slide in slides:  # an annotation layer painted on each slide
+        ft.set_fields(slide=slide)
+        click(qtbot, ft.annotation_button)
+        ann = viewer.layers[-1]
+        paint_classes(ann, truth_on_grid(ann.data.shape, synthetic), seed=0, strokes=6)
+        layers.append(ann)
+    layers[0].metadata["class_names"] = {0: "unlabelled", 1: "metastasis", 2: "normal"}
+    layers[1].metadata["class_names"] = {0: "unlabelled", 1: "metastasis", 2: "normal"}
+    # one fast-mode head from both slides' strokes; the map of the chosen slide is shown
+    ft.set_fields(slide=slides[0], annotations=layers[0], several=True, out=home / "head.pt")
+    click(qtbot, ft.finetune_button)
+    outcome = wait_idle(qtbot, ft, 120)
+    assert outcome.ok, outcome.error
+    assert len(outcome.value.maps) == 2 and "trained on 2 slides" in ft._status.value
+    assert load_head(home / "head.pt").head.class_names == ["metastasis", "normal"]
+    # a class called otherwise on the second slide: refused, in one line
+    layers[1].metadata["class_names"] = {1: "stroma", 2: "normal"}
+    click(qtbot, ft.finetune_button)
+    assert "label 1 is 'stroma' here but 'metastasis' on case1.tif" in ft._status.value
+    layers[1].metadata["class_names"] = {0: "unlabelled", 1: "metastasis", 2: "normal"}
+    ft.set_fields(mode="full", num_patches=96, several=False)
     before = _snapshot(viewer)
     assert PROBABILITY in before
 
@@ -69,7 +79,7 @@ def test_save_close_open_project(
     click(qtbot, dock.save_button)
     assert (home / "project" / PROJECT_FILE).is_file(), dock.status
     saved = read_project(home / "project")
-    assert saved.slides[0].path["relative"] == "../slides/case1.tif"
+    assert [e.path["relative"] for e in saved.slides] == [f"../slides/{p.name}" for p in paths]
     assert saved.docks["Fine-tune"]["mode"] == "full"
     viewer.close()
 
@@ -78,16 +88,16 @@ def test_save_close_open_project(
     shutil.move(home, moved)
     elsewhere = tmp_path / "archive"
     elsewhere.mkdir()
-    shutil.move(moved / "slides" / "case1.tif", elsewhere / "case1.tif")
+    shutil.move(moved / "slides", elsewhere)
     assert main(["view", str(moved / "project")]) == 2  # the CLI: one line, no window
 
     viewer = make_napari_viewer()
     dock = open_dock(viewer, "Project")
     asked: list[Path] = []
-    dock.locate = lambda recorded: asked.append(recorded) or elsewhere / recorded.name
+    dock.locate = lambda recorded: asked.append(recorded) or elsewhere / "slides" / recorded.name
     dock.set_folder(moved / "project")
     click(qtbot, dock.open_button)
-    assert len(asked) == 1 and asked[0].name == "case1.tif", dock.status
+    assert len(asked) == 1 and asked[0].name == "case1.tif", dock.status  # case2 found beside
     after = _snapshot(viewer)
     assert list(after) == list(before), dock.status
     for name, was in before.items():
@@ -96,6 +106,9 @@ def test_save_close_open_project(
         assert now["translate"] == was["translate"] and now["colours"] == was["colours"], name
         assert np.array_equal(now["data"], was["data"]), name
     assert after["annotations"]["classes"] == {0: "unlabelled", 1: "metastasis", 2: "normal"}
+    assert viewer.layers["annotations"].metadata["slide_path"] == str(
+        elsewhere / "slides" / "case1.tif"
+    )
     ft = open_dock(viewer, "Fine-tune")
     assert ft._mode.value == "full" and ft._patches.value == 96
     assert ft._annotations.value is viewer.layers["annotations"]
@@ -103,6 +116,6 @@ def test_save_close_open_project(
 
     # dropping the folder on napari opens it as well
     viewer = make_napari_viewer()
-    shutil.move(elsewhere / "case1.tif", moved / "slides" / "case1.tif")
+    shutil.move(elsewhere / "slides", moved / "slides")
     viewer.open(str(moved / "project"), plugin="napari-wsi-ssl")
     assert [layer.name for layer in viewer.layers] == list(before)

@@ -11,6 +11,7 @@ from magicgui.widgets import CheckBox, PushButton
 from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info, show_warning
 
+from ...classes import unify_classes
 from ...errors import AnnotationError, WsiSslError
 from ._annotations import (
     PaintedAnnotation,
@@ -84,9 +85,12 @@ class FastModeMixin:
         slide = slide_geometry(slide_layer)
         return slide, read_painted(labels_layer, slide, min_classes)
 
-    def other_slides(self) -> tuple[OtherSlide, ...]:
+    def other_slides(
+        self, slide: SlideGeometry, painted: PaintedAnnotation
+    ) -> tuple[OtherSlide, ...]:
         """With "all annotated slides" on: every other open slide whose annotation layer has
-        painted pixels (the first such layer of each slide), as plain data."""
+        painted pixels (the first such layer of each slide), as plain data. Their class names
+        must agree with the chosen slide's (``slide``, ``painted``): AnnotationError, now."""
         if not bool(self._several.value):
             return ()
         chosen = self._image.value
@@ -108,15 +112,15 @@ class FastModeMixin:
                 ):
                     continue
                 try:
-                    painted = read_painted(labels_layer, geometry, min_classes=1)
+                    theirs = read_painted(labels_layer, geometry, min_classes=1)
                 except AnnotationError:  # nothing painted on this one
                     continue
                 out.append(
                     OtherSlide(
                         require_slide_path(geometry),
-                        np.array(painted.labels, copy=True),
-                        painted.downsample,
-                        {k: v for k, v in painted.class_names.items() if k != 0},
+                        np.array(theirs.labels, copy=True),
+                        theirs.downsample,
+                        {k: v for k, v in theirs.class_names.items() if k != 0},
                     )
                 )
                 break
@@ -125,6 +129,10 @@ class FastModeMixin:
                 "no other open slide has a painted annotation layer",
                 hint="paint one on another slide, or untick 'all annotated slides'",
             )
+        unify_classes(
+            [(require_slide_path(slide), painted.labels, painted.class_names)]
+            + [(o.slide, o.labels, o.class_names) for o in out]
+        )
         return tuple(out)
 
     def fast_request(self) -> FastRequest:
@@ -140,7 +148,7 @@ class FastModeMixin:
             out_dir=Path(self.cache_dir),
             head_path=self._checkpoint_out("segment"),
             class_names=names,
-            others=self.other_slides(),
+            others=self.other_slides(slide, painted),
         )
 
     # -- the fast mode, live refinement, suggestions -------------------------------------------

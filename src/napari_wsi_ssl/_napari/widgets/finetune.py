@@ -310,7 +310,7 @@ class FinetuneWidget(FastModeMixin, DockBase):
             region_xywh=region,
             then_map=then_map,
             class_names={k: v for k, v in painted.class_names.items() if k != 0},
-            others=self.other_slides(),
+            others=self.other_slides(slide, painted),
         )
 
     def _on_finetune(self, *_: Any) -> None:
