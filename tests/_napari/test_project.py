@@ -47,6 +47,7 @@ def test_save_close_open_project(
     write_synthetic_slide(tmp_path / "s2", size=1024, seed=1).slide.rename(paths[1])
     viewer = make_napari_viewer()
     slides = [open_slide_layer(viewer, p) for p in paths]
+    slides[1].translate = (0.0, 1100.0)  # placed beside the first, in µm
     ft = open_dock(viewer, "Fine-tune")
     ft.cache_dir = home / "maps"
     layers = []

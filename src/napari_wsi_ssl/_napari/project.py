@@ -43,11 +43,14 @@ class ProjectError(WsiSslError):
 
 @dataclass
 class SlideEntry:
-    """A slide layer: its file (see ``stored_path``), layer name and pixel size in µm (x, y)."""
+    """A slide layer: its file (see ``stored_path``), layer name, pixel size in µm (x, y) and
+    place in the world."""
 
     name: str
     path: dict[str, str | None]
     mpp: list[float] | None = None
+    translate: list[float] | None = None  # where the user placed it in the world (µm)
+    visible: bool = True
 
 
 @dataclass
@@ -159,8 +162,10 @@ def read_project(folder: str | Path) -> Project:
         raise ProjectError(f"no {PROJECT_FILE} here: not a saved project", folder)
     try:
         raw = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ProjectError(f"cannot read ({type(exc).__name__})", path) from None
+    except OSError as exc:
+        raise ProjectError(f"cannot read it ({(exc.strerror or 'error').lower()})", path) from None
+    except ValueError:
+        raise ProjectError("is damaged: not valid JSON", path) from None
     if raw.get("format") != FORMAT:
         raise ProjectError("is not a napari-wsi-ssl project file", path)
     if int(raw.get("format_version", 0)) > FORMAT_VERSION:
@@ -219,5 +224,7 @@ def read_annotation(folder: str | Path, entry: AnnotationEntry) -> np.ndarray:
     path = Path(folder) / entry.data
     try:
         return np.asarray(zarr.open_array(zarr.DirectoryStore(str(path)), mode="r")[:])
-    except Exception as exc:  # noqa: BLE001 - any zarr failure is a damaged project
-        raise ProjectError(f"cannot read the annotation ({type(exc).__name__})", path) from None
+    except Exception:  # noqa: BLE001 - any zarr failure is a damaged project
+        raise ProjectError(
+            "the annotation layer's zarr array is missing or damaged", path
+        ) from None

@@ -27,6 +27,7 @@ from magicgui.widgets.bases import BaseValueWidget
 from napari.layers import Labels, Layer
 from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QTimer
 
 from ...errors import WsiSslError
 from ..project import (
@@ -43,6 +44,7 @@ from ..project import (
     stored_path,
 )
 from ._annotations import is_slide_layer, slide_geometry
+from ._base import DOCK_NAME, tabify_with_siblings
 from ._session import session_of
 
 PLUGIN = "napari-wsi-ssl"
@@ -150,8 +152,12 @@ def collect_project(viewer: Any, folder: Path) -> tuple[Project, dict[str, np.nd
         mpp = layer.metadata.get("mpp")
         project.slides.append(
             SlideEntry(
-                layer.name, stored_path(g.slide_path, folder), None if mpp is None else list(mpp)
-            )  # type: ignore[arg-type]
+                layer.name,
+                stored_path(g.slide_path, folder),
+                None if mpp is None else [float(m) for m in mpp],
+                [float(t) for t in layer.translate],
+                bool(layer.visible),
+            )
         )
         by_path[str(g.slide_path)] = layer.name
     arrays = {}
@@ -222,6 +228,9 @@ def restore_project(
             slide.close()  # the pixel size the user gave it
             slide = open_slide(paths[entry.name], mpp=entry.mpp[0])
         data, kwargs, _ = slide_layer_data(slide, name=entry.name)
+        kwargs["visible"] = entry.visible
+        if entry.translate is not None:
+            kwargs["translate"] = entry.translate
         slides[entry.name] = viewer.add_image(data, **kwargs)
     for ann, labels in annotations:
         slide_layer = slides.get(ann.slide or "")
@@ -307,6 +316,7 @@ class ProjectWidget(Container):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(labels=True)
+        self.native.setObjectName(DOCK_NAME)  # a tab with the plugin's other docks
         self._viewer = napari_viewer
         self.locate: Locate = ask_for_slide
         self._folder = FileEdit(
@@ -321,6 +331,11 @@ class ProjectWidget(Container):
         self._status = Label(value="")
         self._status.native.setWordWrap(True)
         self.extend([self._folder, self._save, self._open, self._status])
+        QTimer.singleShot(0, self._tabify)
+
+    def _tabify(self) -> None:
+        with contextlib.suppress(RuntimeError):  # closed before the event loop turned
+            tabify_with_siblings(self.native)
 
     @property
     def save_button(self) -> PushButton:
