@@ -3,9 +3,9 @@
 - ``Refiner``: one opened cache in memory and the last head; ``refine(labels)`` trains the head
   (warm-started) and writes the map store, well under a second on a cached slide. A GUI calls it
   in a worker thread after each stroke.
-- ``fast_finetune``: builds the cache if needed (painted tiles first), then one ``refine``.
-- ``fast_finetune_many``: one head on the strokes of several slides (a cache per slide, all
-  with the first slide's basis and working resolution) and a map of each slide.
+- ``fast_finetune_many``: builds each slide's cache if needed (painted tiles first; the second
+  and later slides with the first slide's basis and working resolution), one head on the
+  strokes of all of them, and a map of each slide; ``fast_finetune`` is its one-slide case.
 - ``predict_head``: a head checkpoint over any slide, through that slide's cache (built when
   absent, with the basis the head was trained on).
 """
@@ -129,27 +129,18 @@ def fast_finetune(
     ``encoder_ckpt`` ``None`` uses colour features only. The head checkpoint and the map store go
     to ``out`` (a folder); the cache to ``cache_dir`` (default: ``out``). Returns a ``FastResult``.
     """
-    slide_path = Path(slide_path)
-    out = Path(out)
-    t0 = time.perf_counter()
-    with open_slide(slide_path, mpp=config.slide_mpp) as slide:
-        cache = yield from build_cache(
-            slide,
-            encoder_ckpt,
-            cache_dir or out,
-            config,
-            slide_fingerprint(slide_path),
-            visible_first=_painted_box(labels, labels_downsample),
-            cancel=cancel,
-        )
-    t1 = time.perf_counter()
-    yield Progress(0, 1, message="training the head on the cached features")
-    result = Refiner(cache, head_config).refine(
-        labels, labels_downsample, out, class_names, head_path
+    strokes = SlideStrokes(Path(slide_path), labels, labels_downsample, config.slide_mpp)
+    result: FastResult = yield from fast_finetune_many(
+        [strokes],
+        encoder_ckpt,
+        out,
+        config,
+        cancel,
+        head_config=head_config,
+        cache_dir=cache_dir,
+        class_names=class_names,
+        head_path=head_path,
     )
-    result.seconds["cache_s"] = t1 - t0
-    yield Progress(1, 1, metrics={k: v for k, v in result.metrics.items() if isinstance(v, float)})
-    yield StoreReady(result.store)
     return result
 
 
@@ -186,7 +177,8 @@ def fast_finetune_many(
     t0 = time.perf_counter()
     caches: list[FeatureCache] = []
     for k, part in enumerate(slides):
-        yield Log(f"slide {k + 1}/{len(slides)}: {Path(part.slide).name}")
+        if len(slides) > 1:
+            yield Log(f"slide {k + 1}/{len(slides)}: {Path(part.slide).name}")
         cfg = replace(config, slide_mpp=part.slide_mpp)
         basis = None
         if caches:
@@ -207,7 +199,8 @@ def fast_finetune_many(
             cache.load()  # the head's points and the map read it all
         caches.append(cache)
     t1 = time.perf_counter()
-    yield Progress(0, 1, message=f"training one head on the strokes of {len(slides)} slides")
+    on = f" of {len(slides)} slides" if len(slides) > 1 else ""
+    yield Progress(0, 1, message=f"training the head on the cached features{on}")
     head = train_head_many(
         [(c, p.labels, p.labels_downsample) for c, p in zip(caches, slides, strict=True)],
         head_config,
