@@ -103,3 +103,28 @@ def test_full_mode_patches_balanced_across_slides_and_classes(synthetic, second)
     tumour = np.asarray(centre) == 1
     assert 0.4 < tumour.mean() < 0.6
     assert 0.4 < (slide_of[tumour] == 1).mean() < 0.6
+
+
+def test_dock_request_full_mode_on_two_slides(synthetic, second, tmp_path: Path) -> None:
+    """The Fine-tune dock's network-mode run with another slide's strokes (plain request)."""
+    from napari_wsi_ssl._napari.widgets._finetune_run import (
+        FinetuneRequest,
+        OtherSlide,
+        finetune_run,
+    )
+    from napari_wsi_ssl.events import CancelToken, run_to_end
+    from napari_wsi_ssl.models import load_checkpoint
+    from napari_wsi_ssl.training import FinetuneData
+
+    a, b = (FinetuneData.from_mask_file(s.slide, s.tumour_mask) for s in (synthetic, second))
+    request = FinetuneRequest(
+        task="segment", mode="scratch", init=None, out=tmp_path / "full.pt", budget=1,
+        budget_unit="steps", patch_size=32, batch_size=2, num_patches=16, slide=synthetic.slide,
+        labels=a.labels, labels_downsample=a.labels_downsample,
+        class_names={1: "metastasis", 2: "normal"},
+        others=(OtherSlide(second.slide, b.labels, b.labels_downsample, {1: "metastasis"}),),
+    )  # fmt: skip
+    result = run_to_end(finetune_run(request, CancelToken()))
+    ck = load_checkpoint(result.checkpoint)
+    assert ck.train_config["slides"] == [str(synthetic.slide), str(second.slide)]
+    assert ck.class_names == ["background", "metastasis", "normal"]
