@@ -105,26 +105,39 @@ def test_full_mode_patches_balanced_across_slides_and_classes(synthetic, second)
     assert 0.4 < (slide_of[tumour] == 1).mean() < 0.6
 
 
-def test_dock_request_full_mode_on_two_slides(synthetic, second, tmp_path: Path) -> None:
-    """The Fine-tune dock's network-mode run with another slide's strokes (plain request)."""
-    from napari_wsi_ssl._napari.widgets._finetune_run import (
-        FinetuneRequest,
-        OtherSlide,
-        finetune_run,
-    )
+def test_dock_request_full_mode_on_two_slides(
+    synthetic, second, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Fine-tune dock's network-mode run hands both slides, classes unified, to training
+    (which the CLI test above and test_full_mode_... cover; stopped here before it)."""
+    from napari_wsi_ssl._napari.widgets import _finetune_run
     from napari_wsi_ssl.events import CancelToken, run_to_end
-    from napari_wsi_ssl.models import load_checkpoint
     from napari_wsi_ssl.training import FinetuneData
 
+    handed = []
+
+    def capture(data, config, out, init=None, plan=None, cancel=None):
+        handed.append(data)
+        return None
+        yield
+
+    monkeypatch.setattr(_finetune_run, "finetune_then_predict", capture)
     a, b = (FinetuneData.from_mask_file(s.slide, s.tumour_mask) for s in (synthetic, second))
-    request = FinetuneRequest(
+    b_labels = np.where(b.labels == 1, 3, b.labels)  # the second slide paints tumour as 3
+    request = _finetune_run.FinetuneRequest(
         task="segment", mode="scratch", init=None, out=tmp_path / "full.pt", budget=1,
         budget_unit="steps", patch_size=32, batch_size=2, num_patches=16, slide=synthetic.slide,
         labels=a.labels, labels_downsample=a.labels_downsample,
         class_names={1: "metastasis", 2: "normal"},
-        others=(OtherSlide(second.slide, b.labels, b.labels_downsample, {1: "metastasis"}),),
+        others=(
+            _finetune_run.OtherSlide(
+                second.slide, b_labels, b.labels_downsample, {3: "Metastasis", 2: "normal"}
+            ),
+        ),
     )  # fmt: skip
-    result = run_to_end(finetune_run(request, CancelToken()))
-    ck = load_checkpoint(result.checkpoint)
-    assert ck.train_config["slides"] == [str(synthetic.slide), str(second.slide)]
-    assert ck.class_names == ["background", "metastasis", "normal"]
+    run_to_end(_finetune_run.finetune_run(request, CancelToken()))
+    [data] = handed
+    parts = data.slides()
+    assert [p.slide for p in parts] == [synthetic.slide, second.slide]
+    assert np.array_equal(parts[1].labels, b.labels)  # 3 "Metastasis" is 1 "metastasis"
+    assert data.class_names == {1: "metastasis", 2: "normal"}
