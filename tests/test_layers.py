@@ -33,6 +33,8 @@ def _loaded_after_import(module: str) -> set[str]:
         "napari_wsi_ssl.export",
         "napari_wsi_ssl.benchmark",
         "napari_wsi_ssl.cli",
+        "napari_wsi_ssl.classes",
+        "napari_wsi_ssl._napari.project",
     ],
 )
 def test_compute_layers_do_not_load_gui(module: str) -> None:
@@ -41,7 +43,14 @@ def test_compute_layers_do_not_load_gui(module: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["napari_wsi_ssl.slide", "napari_wsi_ssl.export", "napari_wsi_ssl.metrics"]
+    "module",
+    [
+        "napari_wsi_ssl.slide",
+        "napari_wsi_ssl.export",
+        "napari_wsi_ssl.metrics",
+        "napari_wsi_ssl.classes",
+        "napari_wsi_ssl._napari.project",
+    ],
 )
 def test_torch_free_layers(module: str) -> None:
     assert "torch" not in _loaded_after_import(module)

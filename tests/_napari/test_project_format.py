@@ -1,10 +1,8 @@
 """The project folder without napari: paths relative and absolute, one prompt for moved slides,
-atomic writes, one-line errors, and no napari or torch on import."""
+atomic writes, one-line errors (tests/test_layers.py: it loads neither napari nor torch)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,12 +74,3 @@ def test_damaged_projects_are_one_line(tmp_path: Path) -> None:
     )
     with pytest.raises(ProjectError, match="newer version"):
         read_project(tmp_path)
-
-
-def test_the_format_module_loads_neither_napari_nor_torch() -> None:
-    code = (
-        "import sys, napari_wsi_ssl._napari.project; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'napari', 'torch', 'qtpy'}))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

@@ -117,29 +117,19 @@ def fast_finetune(
     out: str | Path,
     config: FeatureConfig = FeatureConfig(),
     cancel: CancelToken | None = None,
-    *,
-    head_config: HeadConfig = HeadConfig(),
-    cache_dir: str | Path | None = None,
-    class_names: dict[int, str] | None = None,
-    head_path: str | Path | None = None,
+    **options: Any,
 ) -> Events:
     """Fast-mode fine-tuning: the slide's feature cache (built when absent, the tiles under the
     strokes first), a head trained on the painted ``labels``, and its whole-slide map.
 
     ``encoder_ckpt`` ``None`` uses colour features only. The head checkpoint and the map store go
     to ``out`` (a folder); the cache to ``cache_dir`` (default: ``out``). Returns a ``FastResult``.
+    ``options`` are ``fast_finetune_many``'s: ``head_config``, ``cache_dir``, ``class_names``,
+    ``head_path``; this is its one-slide case.
     """
     strokes = SlideStrokes(Path(slide_path), labels, labels_downsample, config.slide_mpp)
     result: FastResult = yield from fast_finetune_many(
-        [strokes],
-        encoder_ckpt,
-        out,
-        config,
-        cancel,
-        head_config=head_config,
-        cache_dir=cache_dir,
-        class_names=class_names,
-        head_path=head_path,
+        [strokes], encoder_ckpt, out, config, cancel, **options
     )
     return result
 
