@@ -45,6 +45,9 @@ def test_round_trip_and_one_prompt_for_a_moved_folder(tmp_path: Path) -> None:
     assert np.array_equal(read_annotation(folder, saved.annotations[0]), labels)
     assert not list(folder.glob(".*"))  # no temporary left behind
     assert locate_slides(saved, folder) == {s.name: s.resolve() for s in slides}
+    # saved again without the annotation layer: its array goes
+    save_project(folder, Project(slides=saved.slides), {})
+    assert not (folder / "annotations" / "0.zarr").exists() and read_project(folder).slides
 
     # the slides move away from both the relative and the absolute path: asked once
     (tmp_path / "elsewhere").mkdir()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -130,7 +131,8 @@ def save_project(folder: str | Path, project: Project, arrays: dict[str, np.ndar
     """Write ``project`` and its annotation ``arrays`` (by annotation name) into ``folder``.
 
     Each zarr array and ``project.json`` are written atomically (beside, then renamed), the
-    JSON last, so a failed save leaves the previous project readable.
+    JSON last, so a failed save leaves the previous project readable; arrays of an earlier
+    save that the new one does not name are removed after it.
     """
     import zarr
 
@@ -151,6 +153,10 @@ def save_project(folder: str | Path, project: Project, arrays: dict[str, np.ndar
     target = folder / PROJECT_FILE
     with atomic_path(target) as tmp:
         tmp.write_text(text + "\n")
+    kept = {(folder / a.data).resolve() for a in project.annotations}
+    for old in (folder / "annotations").glob("*.zarr"):
+        if old.resolve() not in kept:  # a layer of an earlier save, gone since
+            shutil.rmtree(old, ignore_errors=True)
     return target
 
 
