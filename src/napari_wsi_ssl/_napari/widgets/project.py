@@ -249,7 +249,7 @@ def restore_project(
             metadata={
                 "slide_path": str(paths[ann.slide]) if ann.slide in paths else None,
                 "downsample": ann.downsample,
-                "slide_layer": ann.slide,
+                "slide_layer": slide_layer.name if slide_layer is not None else ann.slide,
                 "class_names": classes,
             },
             units=slide_layer.units if slide_layer is not None else None,
