@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from magicgui.types import FileDialogMode
 from magicgui.widgets import (
     Container,
@@ -253,6 +254,12 @@ def restore_project(
                 "class_names": classes,
             },
             units=slide_layer.units if slide_layer is not None else None,
+            # the class names napari shows under the cursor, as on a new annotation layer
+            features=pd.DataFrame(
+                {"index": list(classes), "class": pd.Categorical(list(classes.values()))}
+            )
+            if classes
+            else None,
         )
     missing = []
     for overlay in project.overlays:
