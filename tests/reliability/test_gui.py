@@ -215,6 +215,6 @@ def test_a_map_with_no_pixel_above_the_threshold_says_so(
     assert dock.runner.last_outcome.ok, dock.runner.last_outcome.error
     status = dock._status.value
     assert "no pixel of the map reaches 0.5" in status and "Train longer" in status, status
-    prob = dock.display.layers["Metastasis probability"]
+    prob = dock.display.layers["tumour probability"]
     low, high = prob.contrast_limits
     assert low == 0.0 and 0.03 < high < 0.08, "the display is stretched to the map's range"

@@ -1,4 +1,5 @@
-"""The "Predict" dock: a metastasis probability map and nuclei, computed tile by tile.
+"""The "Predict" dock: a class probability map (tumour, or the class painted) and nuclei,
+computed tile by tile.
 
 The map is cached in an OME-Zarr store on disk; the layers read that store, so they fill in as
 tiles finish (the visible part of the slide first) and panning never recomputes.
@@ -32,7 +33,7 @@ from ._annotations import (
     slide_geometry,
 )
 from ._base import DockBase, layer_choices, optional_path, preload_compute
-from ._layers import PROBABILITY, UNCERTAINTY, refresh_layers, show_store, visible_box_level0
+from ._layers import HIDDEN_MAPS, ROLE, map_layer, refresh_layers, show_store, visible_box_level0
 from ._worker import Outcome, RunController
 
 NUCLEI_CHOICES = ("none", "classical", "model")
@@ -137,7 +138,7 @@ class PredictionDisplay:
         return self._weak_map_warning() if outcome.ok else None
 
     def _weak_map_warning(self) -> str | None:
-        layer = self.layers.get(PROBABILITY)
+        layer = map_layer(self.layers, "tumour")
         if layer is None:
             return None
         levels = layer.data if layer.multiscale else [layer.data]
@@ -180,7 +181,9 @@ class PredictionDisplay:
             return
         from qtpy.QtCore import QTimer
 
-        layers = [layer for name, layer in self.layers.items() if name != UNCERTAINTY]
+        layers = [
+            layer for layer in self.layers.values() if layer.metadata.get(ROLE) not in HIDDEN_MAPS
+        ]
 
         def reveal() -> None:
             for layer in layers:
@@ -197,7 +200,7 @@ class PredictionDisplay:
 
 
 class PredictWidget(DockBase):
-    """Predict the metastasis probability map (and nuclei) of a slide."""
+    """Predict the probability map of a class (and nuclei) of a slide."""
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(napari_viewer)
