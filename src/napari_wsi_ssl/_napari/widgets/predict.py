@@ -46,6 +46,8 @@ PEAK_LEVEL_PIXELS = 1 << 20
 #: Pause between adding the map layers hidden and showing them, so that the event loop runs
 #: (input, repaints) in between, in milliseconds.
 REVEAL_DELAY_MS = 50
+#: The docks' maps are not compiled (``PredictConfig.compile``); the command line's are.
+GUI_COMPILE = "off"
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ def predict_request(
         tile_size=tile_size,
         nuclei=nuclei != "none",
         nuclei_checkpoint=str(nuclei_checkpoint) if nuclei == "model" else None,
+        # never torch.compile in the GUI: compiling takes 25-60 s before the first tile, cannot
+        # be cancelled, and gains 1.13-1.17x only on slides of ~1,000 tiles (docs/inference.md)
+        compile=GUI_COMPILE,
     )
     plan = MapPlan(
         slide=require_slide_path(slide),
