@@ -262,11 +262,13 @@ class PredictWidget(DockBase):
 
     def reset_choices(self, *args: Any) -> None:
         super().reset_choices(*args)
-        # prefilled with the checkpoint just fine-tuned in this viewer
-        if hasattr(self, "_checkpoint") and optional_path(self._checkpoint) is None:
-            last = self.session.last("finetune")
+        # prefilled with the last checkpoints of their kinds (this viewer's, else recent.json's)
+        if not hasattr(self, "_nuclei_checkpoint"):
+            return
+        for edit, kind in ((self._checkpoint, "finetune"), (self._nuclei_checkpoint, "nuclei")):
+            last = self.session.last(kind) if optional_path(edit) is None else None
             if last is not None:
-                self._checkpoint.value = last
+                edit.value = last
 
     @property
     def predict_button(self) -> PushButton:
