@@ -210,7 +210,7 @@ def test_a_map_with_no_pixel_above_the_threshold_says_so(
         model.eval(),
         mpp=2.0,
         patch_size=32,
-        class_names=["background", "tumour"],
+        class_names=["background", "melanoma"],
     )
     viewer = make_napari_viewer()
     slide = _open(viewer, small_slide.slide)
@@ -221,7 +221,7 @@ def test_a_map_with_no_pixel_above_the_threshold_says_so(
     assert dock.runner.last_outcome.ok, dock.runner.last_outcome.error
     status = dock._status.value
     assert "no pixel of the map reaches 0.5" in status and "Train longer" in status, status
-    prob = dock.display.layers["tumour probability"]
+    prob = dock.display.layers["melanoma probability"]  # named after the checkpoint's class
     low, high = prob.contrast_limits
     assert low == 0.0 and 0.03 < high < 0.08, "the display is stretched to the map's range"
     assert compiled == [], "the GUI's map does not torch.compile"
