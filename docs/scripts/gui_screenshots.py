@@ -107,6 +107,7 @@ def main(argv: list[str]) -> int:
     finetune = _dock(viewer, "Fine-tune")
     finetune.annotation_button.native.click()
     annotations = viewer.layers["annotations"]
+    annotations.brush_size = 24  # dabs smaller than the default region brush: many strokes
     _paint_strokes(annotations, slide, seed=0, per_class=30)
     annotations.selected_label = 1
     _shot(viewer, "annotate")
@@ -173,8 +174,9 @@ def _zoom_on_tissue(viewer, slide) -> None:
     """Centre the camera on the slide's middle at 2.5x the whole-slide zoom."""
     viewer.reset_view()
     extent = np.asarray(slide.extent.world)[:, -2:]
-    viewer.camera.center = tuple(extent.mean(axis=0))
-    viewer.camera.zoom = viewer.camera.zoom * 2.5
+    camera = viewer.scene.camera
+    camera.center = tuple(extent.mean(axis=0))
+    camera.zoom = camera.zoom * 2.5
 
 
 def live_shot(path: Path) -> int:
@@ -186,6 +188,7 @@ def live_shot(path: Path) -> int:
     finetune.cache_dir = tmp / "cache"
     finetune.annotation_button.native.click()
     annotations = viewer.layers["annotations"]
+    annotations.brush_size = 24
     _paint_strokes(annotations, slide, seed=0, per_class=12)
     finetune.set_fields(slide=slide, annotations=annotations, mode="fast", out=tmp / "head.pt")
     finetune.finetune_button.native.click()  # inline: cache, head and map

@@ -112,7 +112,7 @@ def show_store(
     reader = PredictionStore(store)
     shown: dict[str, Any] = {}
 
-    def put(role: str, name: str, kind: str, stored: StoredMap, **kwargs: Any) -> None:
+    def put(role: str, name: str, kind: str, stored: StoredMap, **kwargs: Any) -> Any:
         scale, translate, downsample = _world_transform(stored, slide)
         metadata = _map_metadata(slide, downsample, store, role)
         data = stored.levels if kind == "labels" else stored.probabilities()
@@ -120,6 +120,7 @@ def show_store(
             viewer, name, kind, data, scale=scale, translate=translate, metadata=metadata, **kwargs
         )
         shown[layer.name] = layer
+        return layer
 
     if "tumour" in reader:
         put(
@@ -142,9 +143,11 @@ def show_store(
                 else {"colormap": annotation_colormap(), "opacity": 0.6}
             )
             kind = "image" if role == "uncertainty" else "labels"
-            put(role, name, kind, stored, visible=False, keep_visibility=True, **extra)
-            if role == "classes":
-                shown[name].metadata["class_names"] = dict(reader.class_names or {})
+            layer = put(role, name, kind, stored, visible=False, keep_visibility=True, **extra)
+            if role == "classes":  # what the Export dock's GeoJSON names the classes
+                layer.metadata["class_names"] = {
+                    k: v for k, v in (reader.class_names or {}).items() if k != 0
+                }
     if "nuclei" in reader:
         put("nuclei", NUCLEI, "labels", reader["nuclei"], opacity=0.7, visible=visible)
     return shown
