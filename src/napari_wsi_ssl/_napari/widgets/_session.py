@@ -50,7 +50,8 @@ class Session:
         """Where exports of a slide's layers go by default: ``exports/<slide stem>`` in the open
         project, else in the cache folder (``exports`` itself for a layer of no slide)."""
         root = (self.project_dir if self.project_dir is not None else cache_dir()) / "exports"
-        stem = _safe(str(slide_path)) if slide_path else ""
+        name = Path(str(slide_path)).name.split(".")[0] if slide_path else ""
+        stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in name).strip("-")
         return root / stem if stem else root
 
     def new_checkpoint(self, kind: str, stem: str, task: str = "") -> Path:
