@@ -18,6 +18,13 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
+@pytest.fixture(autouse=True)
+def _own_recent_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test its own record of the last checkpoints (``recent.json``): none leaks into the
+    user's cache folder or into the docks of another test."""
+    monkeypatch.setenv("NAPARI_WSI_SSL_RECENT", str(tmp_path / "recent.json"))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real slides and patches in ../shared/data; skipped with a reason when absent."""

@@ -21,7 +21,7 @@ from gui_helpers import (
 )
 from qtpy.QtCore import QTimer
 
-from napari_wsi_ssl._napari.widgets._layers import visible_box_level0
+from napari_wsi_ssl._napari.widgets._layers import PROBABILITY, visible_box_level0
 from napari_wsi_ssl.export import read_geojson_mask
 
 pytestmark = pytest.mark.gui
@@ -141,7 +141,7 @@ def _finetune(
     click(qtbot, dock.finetune_button)
     assert dock.runner.running or dock.runner.sync
     qtbot.waitUntil(
-        lambda: "Metastasis probability" in viewer.layers and not dock.runner.running,
+        lambda: PROBABILITY in viewer.layers and not dock.runner.running,
         timeout=180_000,
     )
     runner.on_event, runner.on_bar = on_event, on_bar
@@ -199,7 +199,7 @@ def test_synthetic_flow(viewer: Any, qtbot: Any, synthetic: Any, tmp_path: Path)
     t0 = time.perf_counter()
     ft = _finetune(viewer, qtbot, slide, ann, pre, tmp_path / "ft.pt", tmp_path / "cache", steps=10)
     print(f"fine-tuning 10 steps + prediction: {time.perf_counter() - t0:.1f} s")
-    prob = viewer.layers["Metastasis probability"]
+    prob = viewer.layers[PROBABILITY]
     _check_on_slide(prob, slide)
     values = np.asarray(prob.data[0][:, :])
     assert (
@@ -281,7 +281,7 @@ def test_real_svs_flow(viewer: Any, qtbot: Any, cmu_svs: Path, tmp_path: Path) -
 
     paint_classes(ann, halves((h, w)))
     _finetune(viewer, qtbot, slide, ann, pre, tmp_path / "ft.pt", tmp_path / "cache", steps=6)
-    prob = viewer.layers["Metastasis probability"]
+    prob = viewer.layers[PROBABILITY]
     _check_on_slide(prob, slide)
 
     predict = open_dock(viewer, "Predict")

@@ -86,7 +86,7 @@ def test_write_image_probability(tmp_path: Path) -> None:
     prob = np.zeros((32, 32), np.float32)
     prob[4:20, 4:20] = 0.9
     meta = {
-        "name": "Metastasis probability",
+        "name": "tumour probability",
         "scale": (4.0, 4.0),
         "translate": (1.5, 1.5),
         "metadata": {"mpp": 0.5},

@@ -92,7 +92,7 @@ def test_view_screenshot_shows_the_overlays(demo_out: Path, tmp_path: Path) -> N
     assert proc.returncode == 0, proc.stderr[-2000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     # the fast-mode store brings the head's uncertainty too (a hidden layer)
-    assert info["layers"] == ["Metastasis probability", "Uncertainty", "Nuclei"]
+    assert info["layers"] == ["tumour probability", "Uncertainty", "Nuclei"]
     # the Predict dock is shown with the checkpoint that made the map
     result = json.loads((demo_out / "result.json").read_text())
     assert info["checkpoint"] == result["checkpoint"]

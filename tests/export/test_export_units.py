@@ -143,7 +143,7 @@ def test_napari_writers_state_units_only_when_known(
     slide, store = nompp
     viewer = make_napari_viewer()
     layers = _layers(viewer, slide, store, mpp)
-    assert [layer.name for layer in layers] == ["Metastasis probability", "Nuclei", "annotations"]
+    assert [layer.name for layer in layers] == ["tumour probability", "Nuclei", "annotations"]
     for layer in layers:
         data, meta, kind = layer.as_layer_data_tuple()
         write = write_image if kind == "image" else write_labels

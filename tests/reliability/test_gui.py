@@ -188,11 +188,17 @@ def test_cancelling_before_anything_is_done_adds_no_layer(
 
 
 def test_a_map_with_no_pixel_above_the_threshold_says_so(
-    make_napari_viewer: Any, qtbot: Any, small_slide, tmp_path: Path
+    make_napari_viewer: Any, qtbot: Any, small_slide, tmp_path: Path, monkeypatch: Any
 ) -> None:
     import torch
 
+    from napari_wsi_ssl.inference import PredictConfig, jobs, predict_slide
     from napari_wsi_ssl.models import build_model, save_checkpoint
+
+    # compile="auto" would compile these 4 tiles: the dock's map must not (no silent minutes)
+    compiled: list[Any] = []
+    monkeypatch.setattr(jobs, "COMPILE_MIN_TILES", 1)
+    monkeypatch.setattr(torch, "compile", lambda model, **_: compiled.append(model) or model)
 
     torch.manual_seed(0)
     model = build_model("unet-resnet34", "segment", num_classes=2, width=8)
@@ -204,7 +210,7 @@ def test_a_map_with_no_pixel_above_the_threshold_says_so(
         model.eval(),
         mpp=2.0,
         patch_size=32,
-        class_names=["background", "tumour"],
+        class_names=["background", "melanoma"],
     )
     viewer = make_napari_viewer()
     slide = _open(viewer, small_slide.slide)
@@ -215,6 +221,13 @@ def test_a_map_with_no_pixel_above_the_threshold_says_so(
     assert dock.runner.last_outcome.ok, dock.runner.last_outcome.error
     status = dock._status.value
     assert "no pixel of the map reaches 0.5" in status and "Train longer" in status, status
-    prob = dock.display.layers["Metastasis probability"]
+    prob = dock.display.layers["melanoma probability"]  # named after the checkpoint's class
     low, high = prob.contrast_limits
     assert low == 0.0 and 0.03 < high < 0.08, "the display is stretched to the map's range"
+    assert compiled == [], "the GUI's map does not torch.compile"
+    from napari_wsi_ssl.events import run_to_end
+
+    run_to_end(
+        predict_slide(small_slide.slide, ckpt, tmp_path / "cli", PredictConfig(tile_size=128))
+    )
+    assert len(compiled) == 1, "the command line's default compiles at this threshold"

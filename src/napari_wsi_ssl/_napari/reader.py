@@ -27,7 +27,7 @@ def get_reader(path: str | list[str]) -> ReaderFunction | None:
     A file named like a slide that is not one is still claimed: reading it then shows the
     plugin's one-line error, instead of napari's reader dialog and a bare ``ValueError``.
     """
-    _claim_vendor_suffixes()
+    claim_slide_suffixes()
     if isinstance(path, list):
         if len(path) != 1:
             return None
@@ -44,13 +44,16 @@ def get_reader(path: str | list[str]) -> ReaderFunction | None:
     return read_slide
 
 
-def _claim_vendor_suffixes() -> None:
+def claim_slide_suffixes() -> None:
     """Make this plugin napari's reader of the vendor suffixes that have none yet, so that a
     dropped slide opens (or says why it cannot) without napari's "Choose reader" dialog.
 
-    napari asks the plugin only once it is in use (a dock opened, a slide read), so the first
-    drop of a session may still show the dialog; the association is kept in napari's settings,
-    where Preferences > Plugins shows it and lets the user change it.
+    napari runs no plugin code before the plugin is first used (a dock, a sample, a read): the
+    reader, every dock and the sample data call this. The association is saved in napari's
+    settings, so every later session, from its first drop on, goes straight to the plugin;
+    Preferences > Plugins shows it and lets the user change it, and a user's own choice is kept.
+    Only the very first drop after installing, before the plugin has ever run, can still show
+    napari's dialog.
     """
     try:
         from napari.settings import get_settings
@@ -119,4 +122,4 @@ def slide_layer_data(slide: Slide, name: str | None = None) -> LayerData:
     return (pyramid, kwargs, "image")
 
 
-__all__ = ["SlideError", "get_reader", "read_slide", "slide_layer_data"]
+__all__ = ["SlideError", "claim_slide_suffixes", "get_reader", "read_slide", "slide_layer_data"]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+from ..recent import cache_dir as _plugin_cache
 from ..slide import open_slide
 from ..synthetic import (
     load_synthetic_slide,
@@ -13,7 +13,7 @@ from ..synthetic import (
     read_tumour_mask,
     write_synthetic_slide,
 )
-from .reader import slide_layer_data
+from .reader import claim_slide_suffixes, slide_layer_data
 
 SAMPLE_SIZE = 4096
 SAMPLE_SEED = 0
@@ -21,8 +21,7 @@ SAMPLE_SEED = 0
 
 def cache_dir() -> Path:
     """Where the sample slide is written once (``NAPARI_WSI_SSL_CACHE`` or ~/.cache/napari-wsi-ssl)."""
-    root = os.environ.get("NAPARI_WSI_SSL_CACHE") or Path.home() / ".cache" / "napari-wsi-ssl"
-    return Path(root)
+    return _plugin_cache()
 
 
 def synthetic_slide(
@@ -31,6 +30,7 @@ def synthetic_slide(
     """The synthetic slide (multiscale RGB) plus its tumour mask and nuclei labels, all in µm."""
     import numpy as np
 
+    claim_slide_suffixes()
     folder = cache_dir() / f"synthetic-{size}-seed{seed}"
     syn = load_synthetic_slide(folder)
     if syn is None or syn.size != size or syn.seed != seed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .. import recent
 from ..errors import AnnotationError
 from ..geometry import Rect
 from ..vocab import Mode, Preset, Task
@@ -170,6 +171,7 @@ def _fast(args: argparse.Namespace, data: Any) -> dict[str, Any]:
         head_path=args.output,
     )
     result = drive(gen, "finetune")
+    recent.record("finetune", result.head, source="cli", task="fast")
     return {
         "mode": "fast",
         "checkpoint": str(result.head),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .. import recent
 from ..events import Progress
 from ..vocab import Budget, ColourAugment, Objective, Preset
 from ._pixels import add_slide_mpp, require_pixel_size
@@ -68,7 +69,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def drive_training(gen: Any, label: str) -> tuple[Any, dict[str, Any]]:
-    """Drive a training generator with a progress bar; return (checkpoint, loss summary)."""
+    """Drive a training generator with a progress bar; return (checkpoint, loss summary).
+
+    The checkpoint is recorded as the last of its kind (``recent``), so that the docks offer it.
+    """
     import time
 
     losses: list[float] = []
@@ -88,6 +92,8 @@ def drive_training(gen: Any, label: str) -> tuple[Any, dict[str, Any]]:
     from ..models import load_checkpoint  # torch: the CLI's parser imports every cli module
 
     ck = load_checkpoint(path)
+    kind = "pretrain" if label == "pretrain" else recent.TASK_KIND.get(str(ck.task), "finetune")
+    recent.record(kind, path, source="cli", task=str(ck.task))
     return path, {
         "first_loss": losses[0] if losses else None,
         "final_loss": losses[-1] if losses else None,

@@ -30,7 +30,7 @@ from .nuclei import (
 )
 from .nuclei_stitch import StitchedProbs, split_stitched
 from .runner import TorchPredictor
-from .store import MapWriter, encode_probability
+from .store import ATTR, MapWriter, encode_probability
 from .tiling import TileGrid, make_grid, tissue_tiles
 
 Tile = tuple[int, int]
@@ -99,6 +99,9 @@ def tumour_job(
         tile, margin = config.window(ckpt.patch_size, is_window_free(ckpt))
         grid = make_grid(slide.dimensions, d, tile, margin, region)
     writer = MapWriter.create(root, "tumour", grid, config.dtype, slide.mpp, key)
+    meta = dict(root.attrs.get(ATTR, {}))
+    if meta.get("class_names") != list(ckpt.class_names):  # the map's layer is named after them
+        root.attrs[ATTR] = {**meta, "class_names": list(ckpt.class_names)}
     todo = _todo(grid, writer, mask)
     compile_now = config.compile == "on" or (
         config.compile == "auto" and device.type == "cpu" and len(todo) >= COMPILE_MIN_TILES

@@ -307,8 +307,15 @@ class PredictionStore:
 
     @property
     def class_names(self) -> dict[int, str] | None:
+        """Class value -> name: a checkpoint's list (channel k is value k), a head's list beside
+        its ``label_values``, or a mapping."""
         names = self.attrs.get("class_names")
-        return {int(k): str(v) for k, v in names.items()} if names else None
+        if not names:
+            return None
+        if isinstance(names, dict):
+            return {int(k): str(v) for k, v in names.items()}
+        values = self.attrs.get("label_values") or range(len(names))
+        return {int(k): str(v) for k, v in zip(values, names, strict=False)}
 
 
 def _clean(v: float) -> float:

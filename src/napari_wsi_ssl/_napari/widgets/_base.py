@@ -13,6 +13,7 @@ from magicgui.widgets import Container, Label, ProgressBar, PushButton
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QDockWidget, QMainWindow, QWidget
 
+from ..reader import claim_slide_suffixes
 from ._session import Session, session_of
 from ._worker import Outcome, RunController
 
@@ -70,6 +71,7 @@ class DockBase(Container):
         super().__init__(labels=True)
         self.native.setObjectName(DOCK_NAME)
         self._viewer = napari_viewer
+        claim_slide_suffixes()  # the plugin is in use: later drops of slides come to it
         self.session: Session = session_of(napari_viewer)
         self._runner = RunController(
             on_event=self._on_event,

@@ -3,6 +3,11 @@
 The layers read the store's zarr arrays through :class:`PredictionStore` (no dask, whose cache
 would keep showing tiles from before they were computed), so ``layer.refresh()`` shows the
 tiles finished since. The store is a cache on disk: panning reads it and never recomputes.
+
+The probability layer is named after the class it shows, from the store's class table (the
+checkpoint's or the painted layer's names): "tumour probability", "carcinoma probability".
+Each layer says which map of a store it shows in ``metadata["map"]`` (``ROLE``), by which the
+docks find it whatever its name.
 """
 
 from __future__ import annotations
@@ -14,12 +19,41 @@ import numpy as np
 from napari.layers import Image, Labels
 
 from ...inference.store import PredictionStore, StoredMap
-from ._annotations import SlideGeometry
+from ._annotations import SlideGeometry, annotation_colormap
 
-PROBABILITY = "Metastasis probability"
+#: The layer metadata key that names the map a layer shows ("tumour", "uncertainty", ...).
+ROLE = "map"
+#: The class a probability map shows when its store names none, and that layer's name.
+DEFAULT_CLASS = "tumour"
+PROBABILITY = f"{DEFAULT_CLASS} probability"
 NUCLEI = "Nuclei"
 #: The head's uncertainty (normalised entropy) of a fast-mode store; hidden until asked for.
 UNCERTAINTY = "Uncertainty"
+#: The most probable painted class of each pixel (fast-mode stores of more than two classes).
+CLASSES = "Classes"
+#: Maps whose layers start hidden: the user shows them when wanted.
+HIDDEN_MAPS = ("uncertainty", "classes")
+
+
+def probability_name(class_name: str | None = None) -> str:
+    """The name of a probability layer: the class it shows, then "probability"."""
+    return f"{class_name or DEFAULT_CLASS} probability"
+
+
+def shown_class(reader: PredictionStore) -> str:
+    """The class whose probability a store's ``tumour`` map holds: label 1, as the checkpoint or
+    the painted layer named it (the first painted label when 1 was not painted)."""
+    names = {k: v for k, v in (reader.class_names or {}).items() if k != 0}
+    if not names:
+        return DEFAULT_CLASS
+    return names.get(1) or names[min(names)]
+
+
+def map_layer(layers: Any, role: str) -> Any:
+    """The layer among ``layers`` (a viewer's layer list or a dict of layers) that shows the
+    ``role`` map of a store ("tumour", "uncertainty", "nuclei", "classes"), or None."""
+    items = layers.values() if isinstance(layers, dict) else layers
+    return next((layer for layer in items if layer.metadata.get(ROLE) == role), None)
 
 
 def _world_transform(
@@ -51,90 +85,85 @@ def probability_colormap() -> Any:
     return Colormap(colors, controls=controls, name="inferno (transparent low)")
 
 
-def _map_metadata(slide: SlideGeometry, downsample: float, store: Path) -> dict[str, Any]:
-    """What the Export dock and the writers need to place a map on its slide."""
+def _map_metadata(
+    slide: SlideGeometry, downsample: float, store: Path, role: str
+) -> dict[str, Any]:
+    """What the Export dock and the writers need to place a map on its slide, and its role."""
     return {
         "slide_path": str(slide.slide_path) if slide.slide_path else None,
         "mpp": slide.mpp,
         "downsample": downsample,
         "store": str(store),
         "units": slide.units,
+        ROLE: role,
     }
 
 
 def show_store(
     viewer: Any, store: Path, slide: SlideGeometry, visible: bool = True
 ) -> dict[str, Any]:
-    """Add (or point at ``store``) the probability, uncertainty (fast-mode stores, hidden by
-    default) and nuclei layers; return them by name.
+    """Add (or point at ``store``) the probability layer (named after its class), the
+    uncertainty and classes layers of fast-mode stores (hidden by default) and the nuclei
+    layer; return them by name.
 
     ``visible=False`` adds new layers hidden, so that adding them (layer controls, visuals) and
     their first read and draw can run in two turns of the event loop instead of one long one.
     """
     reader = PredictionStore(store)
     shown: dict[str, Any] = {}
+
+    def put(role: str, name: str, kind: str, stored: StoredMap, **kwargs: Any) -> Any:
+        scale, translate, downsample = _world_transform(stored, slide)
+        metadata = _map_metadata(slide, downsample, store, role)
+        data = stored.levels if kind == "labels" else stored.probabilities()
+        layer = _put_layer(
+            viewer, name, kind, data, scale=scale, translate=translate, metadata=metadata, **kwargs
+        )
+        shown[layer.name] = layer
+        return layer
+
     if "tumour" in reader:
-        tumour = reader["tumour"]
-        scale, translate, downsample = _world_transform(tumour, slide)
-        metadata = _map_metadata(slide, downsample, store)
-        shown[PROBABILITY] = _put_layer(
-            viewer,
-            PROBABILITY,
+        put(
+            "tumour",
+            probability_name(shown_class(reader)),
             "image",
-            tumour.probabilities(),
-            scale=scale,
-            translate=translate,
-            metadata=metadata,
+            reader["tumour"],
             colormap=probability_colormap(),
             opacity=0.5,
             contrast_limits=(0.0, 1.0),
             blending="translucent",
             visible=visible,
         )
-    if "uncertainty" in reader.root and "multiscales" in reader.root["uncertainty"].attrs:
-        uncertainty = StoredMap(reader.root["uncertainty"], reader.mpp)
-        scale, translate, downsample = _world_transform(uncertainty, slide)
-        shown[UNCERTAINTY] = _put_layer(
-            viewer,
-            UNCERTAINTY,
-            "image",
-            uncertainty.probabilities(),
-            scale=scale,
-            translate=translate,
-            metadata=_map_metadata(slide, downsample, store),
-            colormap="viridis",
-            opacity=0.6,
-            contrast_limits=(0.0, 1.0),
-            blending="translucent",
-            visible=False,
-            keep_visibility=True,
-        )
+    for role, name in (("uncertainty", UNCERTAINTY), ("classes", CLASSES)):
+        if role in reader.root and "multiscales" in reader.root[role].attrs:
+            stored = StoredMap(reader.root[role], reader.mpp)
+            extra: dict[str, Any] = (
+                {"colormap": "viridis", "opacity": 0.6, "contrast_limits": (0.0, 1.0)}
+                if role == "uncertainty"
+                else {"colormap": annotation_colormap(), "opacity": 0.6}
+            )
+            kind = "image" if role == "uncertainty" else "labels"
+            layer = put(role, name, kind, stored, visible=False, keep_visibility=True, **extra)
+            if role == "classes":  # what the Export dock's GeoJSON names the classes
+                layer.metadata["class_names"] = {
+                    k: v for k, v in (reader.class_names or {}).items() if k != 0
+                }
     if "nuclei" in reader:
-        nuclei = reader["nuclei"]
-        scale, translate, downsample = _world_transform(nuclei, slide)
-        metadata = _map_metadata(slide, downsample, store)
-        shown[NUCLEI] = _put_layer(
-            viewer,
-            NUCLEI,
-            "labels",
-            nuclei.levels,
-            scale=scale,
-            translate=translate,
-            metadata=metadata,
-            opacity=0.7,
-            visible=visible,
-        )
+        put("nuclei", NUCLEI, "labels", reader["nuclei"], opacity=0.7, visible=visible)
     return shown
 
 
 def _put_layer(viewer: Any, name: str, kind: str, data: list[Any], **kwargs: Any) -> Any:
-    """Point layer ``name`` at ``data`` when it exists (a new store: its data and placement are
-    replaced in place, which is much cheaper for the GUI than a new layer), else add it."""
+    """Point the layer of the same map (``metadata[ROLE]``, else the same name) at ``data`` when
+    it exists (a new store: its data, placement and name are replaced in place, which is much
+    cheaper for the GUI than a new layer), else add it."""
     keep_visibility = kwargs.pop("keep_visibility", False)
     if kwargs["metadata"].get("units"):
         kwargs["units"] = kwargs["metadata"].pop("units")
-    if name in viewer.layers:
+    layer = map_layer(viewer.layers, kwargs["metadata"][ROLE])
+    if layer is None and name in viewer.layers:
         layer = viewer.layers[name]
+    if layer is not None:
         if layer.metadata.get("store") == kwargs["metadata"].get("store"):
             layer.refresh()
             return layer
@@ -142,6 +171,7 @@ def _put_layer(viewer: Any, name: str, kind: str, data: list[Any], **kwargs: Any
         if layer.multiscale and isinstance(layer, Image if kind == "image" else Labels):
             try:
                 _retarget(layer, data, kwargs, keep_visibility)
+                layer.name = name
                 return layer
             except (ValueError, TypeError):  # napari refused the swap: fall back to a new layer
                 pass

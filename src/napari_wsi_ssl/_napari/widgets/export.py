@@ -1,4 +1,9 @@
-"""The "Export" dock: write a mask, probability map or nuclei layer to a file."""
+"""The "Export" dock: write a mask, probability map or nuclei layer to a file.
+
+Files go by default to a folder of their own per slide: ``exports/<slide stem>`` in the open
+project, else in the cache folder (``Session.export_dir``), never beside the slide, whose folder
+is often read-only or shared. The dock shows that folder and lets the user choose another.
+"""
 
 from __future__ import annotations
 
@@ -72,21 +77,33 @@ class ExportWidget(DockBase):
             tooltip="maps as OME-TIFF, OME-Zarr or PNG: the probability (uint8, p x 255), or "
             "the mask at the threshold",
         )
+        self._folder = FileEdit(
+            label="folder",
+            mode=FileDialogMode.EXISTING_DIRECTORY,
+            tooltip="where exports go: by default exports/<slide> in the open project or the "
+            "cache folder (made when first written); choose another folder here",
+        )
         self._path = FileEdit(
             label="path",
             mode=FileDialogMode.OPTIONAL_FILE,
             tooltip="the file (or .ome.zarr folder) to write",
         )
+        #: The folder follows the chosen layer's slide until the user picks one.
+        self._folder_follows_slide = True
+        self._auto_path: Path | None = None
+        self._setting_folder = False
         self._export_button = PushButton(text="Export")
         self._export_button.changed.connect(self._on_export)
         self._format.changed.connect(self._on_format)
         self._layer.changed.connect(self._on_layer)
+        self._folder.changed.connect(self._on_folder)
         self.extend(
             [
                 self._layer,
                 self._format,
                 self._threshold,
                 self._values,
+                self._folder,
                 self._path,
                 self._export_button,
                 self._cancel_button,
@@ -111,16 +128,21 @@ class ExportWidget(DockBase):
         return self._path
 
     @property
+    def folder_edit(self) -> FileEdit:
+        return self._folder
+
+    @property
     def export_button(self) -> PushButton:
         return self._export_button
 
     def set_fields(self, **values: Any) -> None:
-        """Set fields by name: layer, format, threshold, values (probabilities), path."""
+        """Set fields by name: layer, format, threshold, values (probabilities), folder, path."""
         fields = {
             "layer": self._layer,
             "format": self._format,
             "threshold": self._threshold,
             "values": self._values,
+            "folder": self._folder,
             "path": self._path,
         }
         for name, value in values.items():
@@ -133,29 +155,54 @@ class ExportWidget(DockBase):
         layer = self._layer.value
         if layer is None:
             return
+        if self._folder_follows_slide:
+            self._setting_folder = True
+            try:
+                self._folder.value = self.session.export_dir(layer.metadata.get("slide_path"))
+            finally:
+                self._setting_folder = False
         if isinstance(layer, Image) and self._format.value == "CSV":
-            self._format.value = "OME-TIFF"
+            self._format.value = "OME-TIFF"  # renames the path through _on_format
+        self._on_format(rename=True)
+
+    def _on_folder(self, *_: Any) -> None:
+        """A folder the user chose: kept for later layers, and the path moves into it."""
+        if self._setting_folder:
+            return
+        self._folder_follows_slide = False
+        current = self._current_path()
+        if current is not None and not current.is_dir():
+            self._path.value = self._auto_path = self._folder_path() / current.name
+            return
         self._on_format()
 
-    def _on_format(self, *_: Any) -> None:
-        """Give the path the format's suffix (a folder of the slide and the layer's name)."""
+    def _folder_path(self) -> Path:
+        return Path(str(self._folder.value)).expanduser()
+
+    def _current_path(self) -> Path | None:
+        text = str(self._path.value)
+        return Path(text).expanduser() if text not in ("", ".") else None
+
+    def _on_format(self, *_: Any, rename: bool = False) -> None:
+        """Give the path the format's suffix; a path the dock made itself (not typed by the user)
+        is renamed after a newly chosen layer, in the export folder."""
         suffix = suffix_of(self._format.value)
-        current = Path(str(self._path.value)) if str(self._path.value) not in ("", ".") else None
+        current = self._current_path()
         layer = self._layer.value
-        stem = (layer.name if layer is not None else "export").replace(" ", "_").lower()
-        if current is None or current.is_dir():
-            folder = current or Path.home()
-            slide = (layer.metadata.get("slide_path") if layer is not None else None) or ""
-            if current is None and slide:
-                folder = Path(slide).parent
-            self._path.value = folder / f"{stem}{suffix}"
+        if current is None or current.is_dir() or (rename and current == self._auto_path):
+            stem = (layer.name if layer is not None else "export").replace(" ", "_").lower()
+            folder = current if current is not None and current.is_dir() else self._folder_path()
+            self._path.value = self._auto_path = folder / f"{stem}{suffix}"
             return
         name = current.name
         for old in sorted((x for xs in FORMATS.values() for x in xs), key=len, reverse=True):
             if name.lower().endswith(old):
                 name = name[: -len(old)]
                 break
-        self._path.value = current.with_name(name + suffix)
+        renamed = current.with_name(name + suffix)
+        if current == self._auto_path:
+            self._auto_path = renamed
+        self._path.value = renamed
 
     def _on_export(self, *_: Any) -> None:
         layer = self._layer.value

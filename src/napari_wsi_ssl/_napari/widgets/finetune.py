@@ -36,6 +36,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from ...errors import WsiSslError
 from ...events import Preview, Progress, StoreReady, TilesDone
 from ...inference.interactive import CheckpointSaved, FinetunedMap
+from ...recent import TASK_KIND
 from ...vocab import BudgetUnit
 from ._annotations import (
     annotate_slide,
@@ -353,7 +354,8 @@ class FinetuneWidget(FastModeMixin, DockBase):
 
     def _remember(self, path: Path) -> None:
         self.last_checkpoint = path
-        self.session.remember("finetune", path)
+        # a nuclei model goes to the Predict dock's nuclei field, not its checkpoint
+        self.session.remember(TASK_KIND.get(str(self._task.value), "finetune"), path)
 
     def _on_done(self, outcome: Outcome) -> None:
         self._curves.flush()

@@ -1,4 +1,5 @@
-"""The "Predict" dock: a metastasis probability map and nuclei, computed tile by tile.
+"""The "Predict" dock: a class probability map (tumour, or the class painted) and nuclei,
+computed tile by tile.
 
 The map is cached in an OME-Zarr store on disk; the layers read that store, so they fill in as
 tiles finish (the visible part of the slide first) and panning never recomputes.
@@ -32,7 +33,7 @@ from ._annotations import (
     slide_geometry,
 )
 from ._base import DockBase, layer_choices, optional_path, preload_compute
-from ._layers import PROBABILITY, UNCERTAINTY, refresh_layers, show_store, visible_box_level0
+from ._layers import HIDDEN_MAPS, ROLE, map_layer, refresh_layers, show_store, visible_box_level0
 from ._predict_folder import FolderMixin
 from ._worker import Outcome, RunController
 
@@ -46,6 +47,8 @@ PEAK_LEVEL_PIXELS = 1 << 20
 #: Pause between adding the map layers hidden and showing them, so that the event loop runs
 #: (input, repaints) in between, in milliseconds.
 REVEAL_DELAY_MS = 50
+#: The docks' maps are not compiled (``PredictConfig.compile``); the command line's are.
+GUI_COMPILE = "off"
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,9 @@ def predict_request(
         tile_size=tile_size,
         nuclei=nuclei != "none",
         nuclei_checkpoint=str(nuclei_checkpoint) if nuclei == "model" else None,
+        # never torch.compile in the GUI: compiling takes 25-60 s before the first tile, cannot
+        # be cancelled, and gains 1.13-1.17x only on slides of ~1,000 tiles (docs/inference.md)
+        compile=GUI_COMPILE,
     )
     plan = MapPlan(
         slide=require_slide_path(slide),
@@ -138,7 +144,7 @@ class PredictionDisplay:
         return self._weak_map_warning() if outcome.ok else None
 
     def _weak_map_warning(self) -> str | None:
-        layer = self.layers.get(PROBABILITY)
+        layer = map_layer(self.layers, "tumour")
         if layer is None:
             return None
         levels = layer.data if layer.multiscale else [layer.data]
@@ -181,7 +187,9 @@ class PredictionDisplay:
             return
         from qtpy.QtCore import QTimer
 
-        layers = [layer for name, layer in self.layers.items() if name != UNCERTAINTY]
+        layers = [
+            layer for layer in self.layers.values() if layer.metadata.get(ROLE) not in HIDDEN_MAPS
+        ]
 
         def reveal() -> None:
             for layer in layers:
@@ -198,7 +206,7 @@ class PredictionDisplay:
 
 
 class PredictWidget(FolderMixin, DockBase):
-    """Predict the metastasis probability map (and nuclei) of a slide, or of a folder of them."""
+    """Predict the probability map of a class (and nuclei) of a slide, or of a folder of them."""
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(napari_viewer)
@@ -257,11 +265,13 @@ class PredictWidget(FolderMixin, DockBase):
 
     def reset_choices(self, *args: Any) -> None:
         super().reset_choices(*args)
-        # prefilled with the checkpoint just fine-tuned in this viewer
-        if hasattr(self, "_checkpoint") and optional_path(self._checkpoint) is None:
-            last = self.session.last("finetune")
+        # prefilled with the last checkpoints of their kinds (this viewer's, else recent.json's)
+        if not hasattr(self, "_nuclei_checkpoint"):
+            return
+        for edit, kind in ((self._checkpoint, "finetune"), (self._nuclei_checkpoint, "nuclei")):
+            last = self.session.last(kind) if optional_path(edit) is None else None
             if last is not None:
-                self._checkpoint.value = last
+                edit.value = last
 
     @property
     def predict_button(self) -> PushButton:
