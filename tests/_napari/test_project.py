@@ -13,7 +13,7 @@ import pytest
 from gui_helpers import click, open_dock, open_slide_layer, paint_classes, truth_on_grid, wait_idle
 
 from napari_wsi_ssl._napari.project import PROJECT_FILE, read_project
-from napari_wsi_ssl._napari.widgets._layers import PROBABILITY
+from napari_wsi_ssl._napari.widgets._session import session_of
 from napari_wsi_ssl.cli import main
 from napari_wsi_ssl.features import load_head
 from napari_wsi_ssl.synthetic import write_synthetic_slide
@@ -73,7 +73,7 @@ def test_save_close_open_project(
     layers[1].metadata["class_names"] = {0: "unlabelled", 1: "metastasis", 2: "normal"}
     ft.set_fields(mode="full", num_patches=96, several=False)
     before = _snapshot(viewer)
-    assert PROBABILITY in before
+    assert "metastasis probability" in before  # named after the painted class
 
     dock = open_dock(viewer, "Project")
     dock.set_folder(home / "project")
@@ -110,6 +110,8 @@ def test_save_close_open_project(
     assert viewer.layers["annotations"].metadata["slide_path"] == str(
         elsewhere / "slides" / "case1.tif"
     )
+    # exports of the opened project's slides default to the project's folder
+    assert session_of(viewer).export_dir(paths[0]) == moved / "project" / "exports" / "case1"
     ft = open_dock(viewer, "Fine-tune")
     assert ft._mode.value == "full" and ft._patches.value == 96
     assert ft._annotations.value is viewer.layers["annotations"]

@@ -206,7 +206,9 @@ def collect_project(viewer: Any, folder: Path) -> tuple[Project, dict[str, np.nd
 def save_viewer(viewer: Any, folder: str | Path) -> Path:
     folder = Path(folder)
     project, arrays = collect_project(viewer, folder)
-    return save_project(folder, project, arrays)
+    saved = save_project(folder, project, arrays)
+    session_of(viewer).project_dir = folder  # exports now default to the project's folder
+    return saved
 
 
 def restore_project(
@@ -270,6 +272,7 @@ def restore_project(
             continue
         show_store(viewer, store, slide_geometry(slide_layer))
     session = session_of(viewer)
+    session.project_dir = folder  # exports default to the project's folder
     for kind, stored in project.checkpoints.items():
         path = found_path(stored, folder)
         if path is not None:
