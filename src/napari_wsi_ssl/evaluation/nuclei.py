@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,28 @@ def nuclei_probs(checkpoint: Any, image: np.ndarray, device: str = "auto") -> np
     return predict_batch(model, padded[None], dev, "seg")[0, :, :h, :w]
 
 
+def nuclei_probs_um(
+    checkpoint: Any, image: np.ndarray, mpp: float | None, device: str = "auto"
+) -> np.ndarray:
+    """:func:`nuclei_probs` of an image of ``mpp`` µm/px, run at the model's µm/px.
+
+    The image is resampled to the checkpoint's µm/px and the probabilities back to the image's
+    grid (bilinear); an unknown ``mpp`` or model µm/px runs at the image's own scale.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from ..patches import resample_pair  # torch: evaluation stays light to import
+
+    scale = 1.0 if mpp is None or checkpoint.mpp is None else mpp / checkpoint.mpp
+    small, _ = resample_pair(image[..., :3], None, scale)
+    probs = nuclei_probs(checkpoint, small, device)
+    if probs.shape[1:] == image.shape[:2]:
+        return probs
+    up = F.interpolate(torch.from_numpy(probs)[None], image.shape[:2], mode="bilinear")
+    return up[0].numpy()
+
+
 def _nuclei_predictor(
     checkpoint_path: str | Path | None, device: str, mpp: float | None
 ) -> tuple[NucleiPredictor, str]:
@@ -50,8 +72,12 @@ def _nuclei_predictor(
         raise CheckpointError(
             f"a {ckpt.task} model cannot segment nuclei", checkpoint_path, "use a nuclei model"
         )
-    model_mpp = mpp if mpp is not None else ckpt.mpp
-    return (lambda image: nuclei_from_probs(nuclei_probs(ckpt, image, device), model_mpp)), "model"
+    image_mpp = mpp if mpp is not None else ckpt.mpp
+
+    def predict(image: np.ndarray) -> np.ndarray:
+        return nuclei_from_probs(nuclei_probs_um(ckpt, image, image_mpp, device), image_mpp)
+
+    return predict, "model"
 
 
 def iter_evaluate_nuclei(
@@ -64,14 +90,20 @@ def iter_evaluate_nuclei(
     n_boot: int = 1000,
     seed: int = 0,
     predictor: NucleiPredictor | None = None,
+    images: Sequence[str] | None = None,
     cancel: CancelToken | None = None,
 ) -> Events:
     """Dice, AJI and PQ (mean over images) of nuclei instances on an image/mask folder.
 
     Without ``checkpoint_path`` the classical haematoxylin watershed is evaluated. A custom
-    ``predictor(image) -> labels`` replaces both (for tests and comparisons).
+    ``predictor(image) -> labels`` replaces both (for tests and comparisons). ``mpp`` is the
+    images' µm/px (a model runs at its own, resampled; ``None``: the model's); ``images``
+    limits the scoring to those ids (file stems), e.g. a held-out split.
     """
-    pairs = find_nuclei_pairs(folder)[:limit]
+    pairs = find_nuclei_pairs(folder)
+    if images is not None:
+        pairs = [p for p in pairs if p[0].stem in set(images)]
+    pairs = pairs[:limit]
     method = "custom"
     if predictor is None:
         predictor, method = _nuclei_predictor(checkpoint_path, device, mpp)
@@ -96,6 +128,7 @@ def iter_evaluate_nuclei(
         "method": method,
         "model": None if checkpoint_path is None else str(checkpoint_path),
         "data": str(folder),
+        "mpp": mpp,
         "n_images": len(per_image),
         "n_true": int(sum(r["n_true"] for r in per_image)),
         "n_pred": int(sum(r["n_pred"] for r in per_image)),
