@@ -1,0 +1,79 @@
+"""The documented nuclei build (docs/scripts/monuseg_nuclei.py) at a tiny size, end to end through
+the CLI, and the default nuclei method it sets for the Predict dock."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from napari_wsi_ssl.evaluation.data import find_nuclei_pairs, read_image, read_labels
+from napari_wsi_ssl.inference.nuclei_choice import CLASSICAL, best_nuclei, write_scores
+from napari_wsi_ssl.models import load_checkpoint
+
+SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "scripts" / "monuseg_nuclei.py"
+
+
+def _tiny_monuseg(src: Path, out: Path, n: int = 3, size: int = 192) -> Path:
+    """``n`` crops of MoNuSeg images (0.25 µm/px) as a nuclei folder."""
+    (out / "images").mkdir(parents=True)
+    (out / "masks_instance_png").mkdir()
+    for image, mask in find_nuclei_pairs(src)[:n]:
+        Image.fromarray(read_image(image)[:size, :size]).save(out / "images" / image.name)
+        crop = read_labels(mask)[:size, :size].astype(np.uint16)
+        Image.fromarray(crop).save(out / "masks_instance_png" / mask.name)
+    return out
+
+
+@pytest.mark.slow
+def test_build_script_end_to_end(shared_data: Path, tmp_path: Path) -> None:
+    data = _tiny_monuseg(shared_data / "nuclei" / "monuseg_train_partial", tmp_path / "nuc")
+    spec = importlib.util.spec_from_file_location("monuseg_nuclei", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    ckpt = tmp_path / "models" / "nuclei.pt"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        # fmt: off
+        args = script.parse([
+            "--data", str(data), "-o", str(ckpt), "--holdout", "1", "--steps", "2",
+            "--width", "8", "--patch-size", "64", "--batch-size", "2", "--num-patches", "4",
+            "--device", "cpu",
+        ])
+        # fmt: on
+        scores = script.build(args)
+    finally:
+        torch.set_num_threads(threads)
+    ck = load_checkpoint(ckpt)
+    assert ck.task == "nuclei" and ck.mpp == 0.5  # the model records the µm/px it works at
+    assert len(ck.train_config["held_out"]) == 1
+    recorded = json.loads(ckpt.with_suffix(".json").read_text())
+    assert recorded["held_out_images"] == 1 and recorded["model_mpp"] == 0.5
+    for name in ("learned", "classical"):
+        lo, hi = recorded[name]["ci"]["aji"]
+        assert 0.0 <= lo <= recorded[name]["aji"] <= hi <= 1.0
+    assert recorded["classical"]["aji"] > 0.05  # the classical path found nuclei in the crop
+    choice = best_nuclei(ckpt)
+    learned_wins = scores["learned"]["aji"] > scores["classical"]["aji"]
+    assert (choice.checkpoint == ckpt) is learned_wins
+
+
+def test_best_nuclei_reads_the_recorded_comparison(tmp_path: Path) -> None:
+    ckpt = tmp_path / "nuclei.pt"
+    assert best_nuclei(ckpt).label == CLASSICAL  # nothing built
+    write_scores(ckpt, {"learned": {"aji": 0.6}, "classical": {"aji": 0.4}})
+    assert best_nuclei(ckpt).checkpoint is None  # scores without the checkpoint itself
+    ckpt.write_bytes(b"")
+    choice = best_nuclei(ckpt)
+    assert choice.checkpoint == ckpt and choice.label.startswith("learned (nuclei.pt)")
+    write_scores(ckpt, {"learned": {"aji": 0.3}, "classical": {"aji": 0.4}})
+    assert best_nuclei(ckpt).checkpoint is None and best_nuclei(ckpt).label == CLASSICAL
+    ckpt.with_suffix(".json").write_text("{not json")
+    assert best_nuclei(ckpt).label == CLASSICAL
