@@ -54,6 +54,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-patches", type=int, default=512, help="crops per epoch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--no-train", action="store_true", help="score an existing -o checkpoint")
     return p.parse_args(argv)
 
 
@@ -61,16 +62,18 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
     """Train, score both methods on the held-out images, record the comparison."""
     data, ckpt = str(args.data), str(args.output)
     # fmt: off
-    _run([
+    train = [
         "finetune", "--scratch", "--nuclei", data, "--slide-mpp", str(args.image_mpp),
         "--mpp", str(args.mpp), "--holdout", str(args.holdout), "--width", str(args.width),
         "--patch-size", str(args.patch_size), "--batch-size", str(args.batch_size),
         "--lr", str(args.lr), "--steps", str(args.steps), "--num-patches", str(args.num_patches),
         "--recon-weight", "0", "--seed", str(args.seed), "--device", args.device, "-o", ckpt,
-    ])
+    ]
     scored = ["evaluate", "--nuclei", data, "--mpp", str(args.image_mpp), "--holdout",
               str(args.holdout), "--device", args.device]
     # fmt: on
+    if not args.no_train:
+        _run(train)
     out = Path(ckpt).with_suffix("")
     learned = _run([*scored, "--model", ckpt, "-o", f"{out}_learned"])
     classical = _run([*scored, "-o", f"{out}_classical"])
