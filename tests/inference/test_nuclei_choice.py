@@ -77,3 +77,20 @@ def test_best_nuclei_reads_the_recorded_comparison(tmp_path: Path) -> None:
     assert best_nuclei(ckpt).checkpoint is None and best_nuclei(ckpt).label == CLASSICAL
     ckpt.with_suffix(".json").write_text("{not json")
     assert best_nuclei(ckpt).label == CLASSICAL
+
+
+def test_learned_split_separates_touching_nuclei() -> None:
+    from napari_wsi_ssl.inference.nuclei import nuclei_from_probs
+
+    yy, xx = np.mgrid[:40, :60]
+    a = (yy - 20) ** 2 + (xx - 20) ** 2 < 12**2
+    b = (yy - 20) ** 2 + (xx - 41) ** 2 < 12**2
+    fg = (a | b).astype(np.float32) * 0.9
+    bd = np.zeros_like(fg)
+    bd[:, 30:32] = np.where(a | b, 0.8, 0.0)[:, 30:32]  # the predicted boundary where they touch
+    fg[:, 30:32] = np.where(a | b, 0.15, 0.0)[:, 30:32]
+    probs = np.stack([1 - fg - bd, fg, bd])
+    labels = nuclei_from_probs(probs, mpp=0.5)
+    assert labels.max() == 2
+    assert labels[20, 20] != labels[20, 41] and labels[20, 20] > 0 and labels[20, 41] > 0
+    assert labels[0, 0] == 0 and (labels > 0).sum() >= 0.95 * (a | b).sum()
