@@ -94,3 +94,19 @@ def test_learned_split_separates_touching_nuclei() -> None:
     assert labels.max() == 2
     assert labels[20, 20] != labels[20, 41] and labels[20, 20] > 0 and labels[20, 41] > 0
     assert labels[0, 0] == 0 and (labels > 0).sum() >= 0.95 * (a | b).sum()
+
+
+def test_cli_refuses_what_cannot_be_scored_honestly(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from napari_wsi_ssl.cli import main
+
+    data = _tiny_monuseg(shared_data / "nuclei" / "monuseg_train_partial", tmp_path / "nuc", n=2)
+    # a working µm/px needs the images' own, or nothing could be resampled
+    args = ["finetune", "--scratch", "--nuclei", str(data), "--mpp", "0.5", "--steps", "1"]
+    assert main([*args, "-o", str(tmp_path / "x.pt")]) != 0
+    err = capsys.readouterr().err
+    assert "images' own µm/px is unknown" in err and "--slide-mpp" in err
+    assert main(["evaluate", "--nuclei", str(data), "--holdout", "2", "-o", str(tmp_path / "e")])
+    err = capsys.readouterr().err
+    assert "cannot hold out 2 of 2 images" in err and "Traceback" not in err
