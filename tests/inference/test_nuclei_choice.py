@@ -110,3 +110,26 @@ def test_cli_refuses_what_cannot_be_scored_honestly(
     assert main(["evaluate", "--nuclei", str(data), "--holdout", "2", "-o", str(tmp_path / "e")])
     err = capsys.readouterr().err
     assert "cannot hold out 2 of 2 images" in err and "Traceback" not in err
+
+
+def test_probabilities_in_micrometres_and_their_flip_average(shared_data: Path) -> None:
+    from types import SimpleNamespace
+
+    from napari_wsi_ssl.evaluation.nuclei import nuclei_probs_um
+    from napari_wsi_ssl.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("unet-resnet34", "nuclei", 3, 8, seg_head="decoder")
+    ckpt = SimpleNamespace(model=model, mpp=0.5)
+    image, _ = find_nuclei_pairs(shared_data / "nuclei" / "monuseg_train_partial")[0]
+    rgb = read_image(image)[:128, :128]
+    probs = nuclei_probs_um(ckpt, rgb, 0.25, "cpu")  # run on 64 px at 0.5 µm/px, back to 128
+    assert probs.shape == (3, 128, 128)
+    np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-4)
+    # averaged over the 8 rotations and flips, the result turns with the image (at the model's
+    # scale: a resampled turned image may differ by one grey level where PIL rounds)
+    avg = nuclei_probs_um(ckpt, rgb, 0.5, "cpu", tta=True)
+    turned = nuclei_probs_um(ckpt, np.ascontiguousarray(np.rot90(rgb)), 0.5, "cpu", tta=True)
+    np.testing.assert_allclose(np.rot90(avg, 1, (1, 2)), turned, atol=1e-5)
+    one = nuclei_probs_um(ckpt, rgb, 0.5, "cpu")
+    assert float(np.abs(avg - one).max()) > 1e-3  # and differs from one pass

@@ -58,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="with --nuclei: score only the N images that 'finetune --holdout N' kept out",
     )
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="with --nuclei --model: average over the 8 rotations and flips (8 times slower)",
+    )
     add_slide_mpp(parser)
     parser.add_argument(
         "--ignore-label",
@@ -118,6 +123,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             mpp=args.mpp,
             limit=args.limit,
             images=images,
+            tta=args.tta,
             **common,
         )
     result = drive(gen, "evaluate")
