@@ -122,6 +122,7 @@ class FinetuneData:
     class_names: Mapping[int, str] | None = None
     #: Further slides of a several-slide fine-tuning (``several``), each a one-slide part.
     more: tuple[FinetuneData, ...] = ()
+    #: Nuclei image ids (file stems) left out of training, e.g. a held-out split.
     exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
