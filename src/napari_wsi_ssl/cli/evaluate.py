@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import WsiSslError
 from ..evaluation import report
+from ..evaluation.data import find_nuclei_pairs, holdout_images
 from ..inference import PredictConfig
 from ._pixels import add_slide_mpp, checkpoint_mpp, require_pixel_size
 from ._progress import drive
@@ -49,6 +50,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--mpp",
         type=float,
         help="µm per pixel of nuclei images (default: the model's, or estimated)",
+    )
+    parser.add_argument(
+        "--holdout",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --nuclei: score only the N images that 'finetune --holdout N' kept out",
+    )
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="with --nuclei --model: average over the 8 rotations and flips (8 times slower)",
     )
     add_slide_mpp(parser)
     parser.add_argument(
@@ -99,8 +112,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             **common,
         )
     else:
+        images = None
+        if args.holdout:
+            stems = [image.stem for image, _ in find_nuclei_pairs(args.nuclei)]
+            images = holdout_images(stems, args.holdout, args.nuclei)
         gen = report.iter_evaluate_nuclei(
-            args.nuclei, args.model, device=args.device, mpp=args.mpp, limit=args.limit, **common
+            args.nuclei,
+            args.model,
+            device=args.device,
+            mpp=args.mpp,
+            limit=args.limit,
+            images=images,
+            tta=args.tta,
+            **common,
         )
     result = drive(gen, "evaluate")
     summary = {k: v for k, v in report.clean(result).items() if k not in _REPORT_ONLY}

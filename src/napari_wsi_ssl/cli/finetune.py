@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import recent
 from ..errors import AnnotationError
+from ..evaluation.data import find_nuclei_pairs, holdout_images
 from ..geometry import Rect
 from ..vocab import Mode, Preset, Task
 from ._pixels import add_slide_mpp, checkpoint_mpp, require_pixel_size
@@ -30,7 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="slide to sample patches from (with --mask); repeat --slide S --mask M for several",
     )
     data.add_argument("--patches", metavar="DIR", help="labelled patch folder: DIR/0, DIR/1 ...")
-    data.add_argument("--nuclei", metavar="DIR", help="DIR/images and DIR/masks_instance_png")
+    data.add_argument(
+        "--nuclei",
+        metavar="DIR",
+        help="DIR/images and DIR/masks_instance_png (the images' µm/px: --slide-mpp)",
+    )
     parser.add_argument(
         "--mask",
         action="append",
@@ -66,6 +71,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--mpp", type=float, default=None, help="working resolution in µm/px (default: --init's)"
     )
     add_slide_mpp(parser)
+    parser.add_argument(
+        "--holdout",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --nuclei: keep N images out of training (score them: evaluate --holdout N)",
+    )
     parser.add_argument("--patch-size", type=int, default=None)
     parser.add_argument("--label-fraction", type=float, default=1.0)
     parser.add_argument(
@@ -85,7 +97,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     elif args.patches:
         data = FinetuneData.from_patches(args.patches)
     else:
-        data = FinetuneData.from_nuclei(args.nuclei)
+        stems = [image.stem for image, _ in find_nuclei_pairs(args.nuclei)]
+        held = holdout_images(stems, args.holdout, args.nuclei) if args.holdout else []
+        data = FinetuneData.from_nuclei(args.nuclei, mpp=args.slide_mpp, exclude=held)
     if args.mode == "fast":
         return _fast(args, data)
     task = args.task or DATA_TASK[data.kind].value

@@ -15,6 +15,7 @@ Nuclei folders hold ``images/`` and a mask folder (``masks_instance_png/``, ``ma
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from ..vocab import class_value
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 MASK_FOLDERS = ("masks_instance_png", "masks", "labels", "masks_instance")
 MASK_SUFFIXES = ("_instance", "_mask", "_masks", "_labels", "_label", "")
+#: Seed of the image-level hold-out split, fixed so that training and scoring agree.
+HOLDOUT_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -209,3 +212,20 @@ def find_nuclei_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
             "no image has a mask of the same name", folder, f"masks are read from {mask_dir}"
         )
     return pairs
+
+
+def holdout_images(stems: Sequence[str], n: int, folder: str | Path | None = None) -> list[str]:
+    """The ``n`` image ids (file stems) kept out of training: a fixed permutation of the sorted ids.
+
+    ``wsi-ssl finetune --holdout n`` leaves them out and ``wsi-ssl evaluate --holdout n`` scores
+    only them, so a model is scored on images it never saw.
+    """
+    names = sorted(stems)
+    if not 0 < n < len(names):
+        raise AnnotationError(
+            f"cannot hold out {n} of {len(names)} images",
+            folder,
+            f"hold out between 1 and {len(names) - 1}",
+        )
+    order = np.random.default_rng(HOLDOUT_SEED).permutation(len(names))
+    return sorted(names[int(k)] for k in order[:n])

@@ -152,24 +152,25 @@ def nuclei_from_probs(
     probs: np.ndarray,
     mpp: float | None,
     min_area_um2: float = DEFAULT_MIN_AREA_UM2,
-    marker_threshold: float = 0.5,
+    marker_threshold: float = 0.3,
 ) -> np.ndarray:
     """Instances from a learned (3, h, w) background/foreground/boundary probability map.
 
-    Markers are the connected cores where the foreground beats the boundary; they grow by
-    watershed over the boundary probability within foreground + boundary.
+    Markers are the connected interiors where the foreground probability exceeds the boundary's
+    by ``marker_threshold``; they grow by watershed down the foreground probability within
+    foreground + boundary, so that touching nuclei meet on their predicted boundary. (On held-out
+    MoNuSeg this beat cores of ``foreground > 0.5`` grown over the boundary probability by about
+    0.01 AJI; docs/results.md.)
     """
     from scipy import ndimage
+    from skimage.segmentation import relabel_sequential, watershed
 
     fg_p, bd_p = probs[1], probs[2]
     mask = (fg_p + bd_p) > 0.5
-    cores = (fg_p > marker_threshold) & (fg_p > bd_p)
-    markers, _ = ndimage.label(cores)
+    markers, _ = ndimage.label((fg_p - bd_p) > marker_threshold)
     min_px = min_area_um2 / (mpp or 0.5) ** 2
-    from skimage.segmentation import relabel_sequential, watershed
-
     markers = remove_small(markers, min_px / 4)
-    labels = remove_small(watershed(bd_p, markers, mask=mask), min_px)
+    labels = remove_small(watershed(-fg_p, markers, mask=mask), min_px)
     return relabel_sequential(labels)[0].astype(np.int32)
 
 

@@ -8,13 +8,12 @@ from .datasets import (
     ImageFiles,
     ImageFolderPatches,
     LabelArray,
-    NucleiFolder,
     SlidePatches,
     find_images,
-    instances_to_classes,
     to_tensor,
     to_uint8,
 )
+from .nuclei import NucleiFolder, instances_to_classes, resample_pair
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -33,6 +32,7 @@ __all__ = [
     "grid_coords",
     "instances_to_classes",
     "random_coords",
+    "resample_pair",
     "sample_generator",
     "to_tensor",
     "to_uint8",

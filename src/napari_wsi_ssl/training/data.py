@@ -122,6 +122,8 @@ class FinetuneData:
     class_names: Mapping[int, str] | None = None
     #: Further slides of a several-slide fine-tuning (``several``), each a one-slide part.
     more: tuple[FinetuneData, ...] = ()
+    #: Nuclei image ids (file stems) left out of training, e.g. a held-out split.
+    exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "region", Rect.coerce(self.region))
@@ -215,8 +217,12 @@ class FinetuneData:
         return cls("patches", folder=Path(folder))
 
     @classmethod
-    def from_nuclei(cls, folder: str | Path) -> FinetuneData:
-        return cls("nuclei", folder=Path(folder))
+    def from_nuclei(
+        cls, folder: str | Path, mpp: float | None = None, exclude: Sequence[str] = ()
+    ) -> FinetuneData:
+        """A nuclei folder whose images are ``mpp`` µm/px (``slide_mpp``; ``None``: unknown),
+        without the images ``exclude`` names (ids: file stems), e.g. a held-out split."""
+        return cls("nuclei", folder=Path(folder), slide_mpp=mpp, exclude=tuple(exclude))
 
 
 def check_painted(

@@ -26,7 +26,6 @@ from ..patches import (
     Augment,
     ImageFolderPatches,
     LabelArray,
-    NucleiFolder,
     SlidePatches,
     balanced_coords,
     to_uint8,
@@ -38,6 +37,7 @@ from ..vocab import UNLABELLED, Mode, Preset, Task, class_names_for
 from .config import FinetuneConfig, context_for
 from .data import FinetuneData, Indexed, check_painted
 from .engine import Job, run
+from .nuclei import CLASS_WEIGHTS, nuclei_sets
 
 #: The loss's ignore index where every target is a class (patch and nuclei data): torch's default.
 NOTHING_IGNORED = -100
@@ -62,17 +62,6 @@ def _datasets(
         val_parts = [ImageFolderPatches(data.folder, patch_size, seed=cfg.seed)]
         names = parts[0].class_names
         return Indexed(parts), Indexed(val_parts), names, NOTHING_IGNORED, mpp
-    if data.kind == "nuclei":
-        assert data.folder is not None
-        parts2 = [NucleiFolder(data.folder, patch_size, augment=aug, seed=cfg.seed)]
-        return (
-            Indexed(parts2),
-            Indexed([NucleiFolder(data.folder, patch_size, seed=cfg.seed)]),
-            parts2[0].class_names,
-            NOTHING_IGNORED,
-            mpp,
-        )
-
     if data.more:
         return _several_slides(data, cfg, patch_size, aug, mpp)
     assert data.slide is not None and data.labels is not None
@@ -242,9 +231,20 @@ def finetune(
     if data.kind == "slide" and seg_head == "decoder":  # the map is predicted in windows
         context = context_for(patch_size, cfg.context)
         patch_size += 2 * context
-    train_all, val_all, names, ignore, mpp = _datasets(data, cfg, patch_size, mpp)
-    tr, va = _split(len(train_all), cfg)
-    train_set, val_set = train_all.subset(tr), val_all.subset(va)
+    train_set: Any
+    val_set: Any
+    data_notes: list[Log] = []
+    weight = None
+    if data.kind == "nuclei":  # split by image, resampled to the model's µm/px
+        aug = augment_for(cfg.augment)
+        train_set, val_set, names, mpp, data_notes = nuclei_sets(
+            data, cfg, patch_size, mpp, aug, _split
+        )
+        ignore, weight = NOTHING_IGNORED, torch.tensor(CLASS_WEIGHTS)
+    else:
+        train_all, val_all, names, ignore, mpp = _datasets(data, cfg, patch_size, mpp)
+        tr, va = _split(len(train_all), cfg)
+        train_set, val_set = train_all.subset(tr), val_all.subset(va)
     model, notes = _build_model(cfg, init_path, len(names), seg_head, ck_meta)
     if context:
         notes.append(
@@ -264,8 +264,12 @@ def finetune(
         if "logits" in o:
             return F.cross_entropy(o["logits"].float(), b["label"])
         mask = _centre_only(b["mask"], context, ignore)
-        ce = F.cross_entropy(o["seg"].float(), mask, ignore_index=ignore, reduction="sum")
-        loss = ce / (mask != ignore).sum().clamp(min=1)
+        seg = o["seg"].float()
+        if weight is not None:
+            loss = F.cross_entropy(seg, mask, weight=weight.to(seg.device))
+        else:
+            ce = F.cross_entropy(seg, mask, ignore_index=ignore, reduction="sum")
+            loss = ce / (mask != ignore).sum().clamp(min=1)
         if "recon" in o and cfg.recon_weight:
             loss = loss + cfg.recon_weight * F.l1_loss(o["recon"].float(), b["image"])
         return loss
@@ -320,6 +324,7 @@ def finetune(
     def prepare(device: torch.device) -> Generator[Any, None, None]:
         for note in notes:
             yield Log(note)
+        yield from data_notes
         if not cache:
             return
         yield Log("caching frozen encoder features")
@@ -344,6 +349,7 @@ def finetune(
                 "init": str(init_path) if init_path else None,
                 "data": data.kind,
                 **({"slides": [str(p.slide) for p in data.slides()]} if data.more else {}),
+                **({"held_out": list(data.exclude)} if data.exclude else {}),
             },
         },
         in_memory=cache,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 from magicgui.types import FileDialogMode
-from magicgui.widgets import ComboBox, FileEdit, PushButton
+from magicgui.widgets import ComboBox, FileEdit, Label, PushButton
 from napari.layers import Shapes
 from napari.utils.notifications import show_error, show_info, show_warning
 
@@ -25,6 +25,7 @@ from ...errors import WsiSslError
 from ...events import CancelToken, StoreReady, TilesDone
 from ...inference import PredictConfig
 from ...inference.interactive import MapPlan
+from ...inference.nuclei_choice import best_nuclei
 from ._annotations import (
     SlideGeometry,
     is_slide_layer,
@@ -37,7 +38,8 @@ from ._layers import HIDDEN_MAPS, ROLE, map_layer, refresh_layers, show_store, v
 from ._predict_folder import FolderMixin
 from ._worker import Outcome, RunController
 
-NUCLEI_CHOICES = ("none", "classical", "model")
+#: "best": the learned nuclei model where it beat the classical watershed (``best_nuclei``).
+NUCLEI_CHOICES = ("none", "best", "classical", "model")
 #: Shortest interval between two layer refreshes while tiles come in, in seconds.
 REFRESH_INTERVAL_S = 0.5
 #: The probability a map must reach somewhere for its display and its export to show anything.
@@ -74,6 +76,9 @@ def predict_request(
     ``region_layer``'s rectangles when given (raises WsiSslError for a region off the slide)."""
     slide = slide_geometry(slide_layer)
     region = region_xywh(region_layer, slide)
+    if nuclei == "best":
+        nuclei_checkpoint = best_nuclei().checkpoint
+        nuclei = "classical" if nuclei_checkpoint is None else "model"
     config = PredictConfig(
         tile_size=tile_size,
         nuclei=nuclei != "none",
@@ -222,11 +227,16 @@ class PredictWidget(FolderMixin, DockBase):
             label="nuclei",
             choices=list(NUCLEI_CHOICES),
             value="none",
-            tooltip="classical: haematoxylin watershed; model: a nuclei checkpoint",
+            tooltip="best: the learned model where it beat the classical one on held-out "
+            "images; classical: haematoxylin watershed; model: a nuclei checkpoint",
         )
+        best = best_nuclei()
         self._nuclei_checkpoint = FileEdit(
             label="nuclei model", mode=FileDialogMode.EXISTING_FILE, filter="*.pt"
         )
+        if best.checkpoint is not None:
+            self._nuclei_checkpoint.value = best.checkpoint
+        self._nuclei_best = Label(label="best nuclei", value=best.label)
         self._region = ComboBox(
             label="region",
             choices=layer_choices(
@@ -251,6 +261,7 @@ class PredictWidget(FolderMixin, DockBase):
                 self._checkpoint,
                 self._nuclei,
                 self._nuclei_checkpoint,
+                self._nuclei_best,
                 self._region,
                 self._tile,
                 self._cache,
