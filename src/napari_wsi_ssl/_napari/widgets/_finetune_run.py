@@ -13,7 +13,7 @@ import numpy as np
 
 from ...errors import CancelledError, WsiSslError
 from ...events import CancelToken, Progress, StoreReady
-from ...features import FastResult, Refiner, fast_finetune, load_head
+from ...features import FastResult, FeatureConfig, Refiner, fast_finetune, load_head
 from ...inference.interactive import FinetunedMap, finetune_then_predict
 from ...training import FinetuneConfig, FinetuneData
 from ...vocab import Budget
@@ -42,6 +42,7 @@ class FinetuneRequest:
     region_xywh: tuple[int, int, int, int] | None = None
     folder: Path | None = None
     then_map: PredictRequest | None = None
+    slide_mpp: float | None = None  # the slide's µm/px given in the dock (None: the file's)
 
 
 def finetune_run(
@@ -51,7 +52,11 @@ def finetune_run(
     if request.task == "segment":
         assert request.slide is not None and request.labels is not None
         data = FinetuneData.from_arrays(
-            request.slide, request.labels, request.labels_downsample, region=request.region_xywh
+            request.slide,
+            request.labels,
+            request.labels_downsample,
+            region=request.region_xywh,
+            slide_mpp=request.slide_mpp,
         )
     elif request.folder is None:
         raise WsiSslError(
@@ -90,6 +95,7 @@ class FastRequest:
     out_dir: Path
     head_path: Path
     class_names: dict[int, str]
+    slide_mpp: float | None = None  # the slide's µm/px given in the dock (None: the file's)
 
 
 def fast_run(request: FastRequest, cancel: CancelToken) -> Generator[Any, None, FastResult]:
@@ -100,6 +106,7 @@ def fast_run(request: FastRequest, cancel: CancelToken) -> Generator[Any, None, 
         request.labels_downsample,
         request.encoder,
         request.out_dir,
+        FeatureConfig(slide_mpp=request.slide_mpp),
         cancel=cancel,
         class_names=request.class_names,
         head_path=request.head_path,

@@ -33,6 +33,7 @@ from ._annotations import (
 )
 from ._base import DockBase, layer_choices, optional_path, preload_compute
 from ._layers import PROBABILITY, UNCERTAINTY, refresh_layers, show_store, visible_box_level0
+from ._slide_mpp import SlideMppField, check_pixel_size, given_mpp
 from ._worker import Outcome, RunController
 
 NUCLEI_CHOICES = ("none", "classical", "model")
@@ -74,6 +75,7 @@ def predict_request(
         tile_size=tile_size,
         nuclei=nuclei != "none",
         nuclei_checkpoint=str(nuclei_checkpoint) if nuclei == "model" else None,
+        slide_mpp=given_mpp(slide_layer),
     )
     plan = MapPlan(
         slide=require_slide_path(slide),
@@ -203,6 +205,8 @@ class PredictWidget(DockBase):
         super().__init__(napari_viewer)
         preload_compute()
         self._slide = ComboBox(label="slide", choices=layer_choices(napari_viewer, is_slide_layer))
+        self._slide_mpp = SlideMppField(napari_viewer, lambda: self._slide.value)
+        self._slide.changed.connect(self._slide_mpp.refresh)
         self._checkpoint = FileEdit(
             label="checkpoint",
             mode=FileDialogMode.EXISTING_FILE,
@@ -239,6 +243,7 @@ class PredictWidget(DockBase):
         self.extend(
             [
                 self._slide,
+                self._slide_mpp.widget,
                 self._checkpoint,
                 self._nuclei,
                 self._nuclei_checkpoint,
@@ -255,6 +260,8 @@ class PredictWidget(DockBase):
 
     def reset_choices(self, *args: Any) -> None:
         super().reset_choices(*args)
+        if hasattr(self, "_slide_mpp"):
+            self._slide_mpp.refresh()
         # prefilled with the checkpoint just fine-tuned in this viewer
         if hasattr(self, "_checkpoint") and optional_path(self._checkpoint) is None:
             last = self.session.last("finetune")
@@ -291,6 +298,7 @@ class PredictWidget(DockBase):
             raise WsiSslError("choose a checkpoint, or ask for nuclei")
         if nuclei == "model" and nuclei_ckpt is None:
             raise WsiSslError("choose a nuclei checkpoint, or the classical nuclei")
+        check_pixel_size(layer, checkpoint=checkpoint)
         return predict_request(
             layer,
             checkpoint,
