@@ -209,8 +209,9 @@ class NucleiTableWidget(DockBase):
         )
 
     def _on_done(self, layer: Any, request: MeasureRequest, outcome: Outcome) -> None:
-        if not outcome.ok or layer not in self._viewer.layers:
+        if not outcome.ok or layer not in self._viewer.layers:  # the status says why
             return
+        self._progress.visible = False  # one step: nothing left to count
         frame: pd.DataFrame = outcome.value
         layer.features = merge_features(layer.features, frame)
         self.model.set_frame(layer.features)

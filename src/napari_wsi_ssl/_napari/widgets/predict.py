@@ -316,6 +316,7 @@ class PredictWidget(DockBase):
             request = self.request()
         except WsiSslError as exc:
             show_error(str(exc))
+            self.set_status(str(exc))
             return
         self.display.start(request, on_done=self._on_done)
 
