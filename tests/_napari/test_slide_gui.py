@@ -18,7 +18,6 @@ from qtpy.QtCore import QPoint, Qt
 from test_reader import _drop, notifications  # noqa: F401 (a fixture)
 
 from napari_wsi_ssl._napari.widgets._layers import NUCLEI, PROBABILITY
-from napari_wsi_ssl.slide import open_slide
 
 pytestmark = pytest.mark.gui
 
@@ -29,22 +28,10 @@ def _physical_size(path: Path) -> float | None:
     return float(found.group(1)) if found else None
 
 
-@pytest.fixture(scope="module")
-def svs(synthetic: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The synthetic slide (0.5 µm/px) as an Aperio SVS that states 20x but no pixel size."""
-    from napari_wsi_ssl.benchmark.reading import write_aperio_svs
-
-    with open_slide(synthetic.slide) as slide:
-        rgb = slide.read_region((0, 0), 0, slide.dimensions)
-    path = tmp_path_factory.mktemp("nompp") / "no pixel size.svs"
-    write_aperio_svs(path, rgb, mpp=None, compression="jpeg")
-    return path
-
-
 def test_slide_mpp_field_then_map_nuclei_table(
     viewer: Any,
     qtbot: Any,
-    svs: Path,
+    svs_without_mpp: Path,
     tmp_path: Path,
     notifications: list,  # noqa: F811
 ) -> None:
@@ -52,6 +39,7 @@ def test_slide_mpp_field_then_map_nuclei_table(
 
     from napari_wsi_ssl.models import build_model, save_checkpoint
 
+    svs = svs_without_mpp
     slide = open_slide_layer(viewer, svs)
     viewer.window.show()
     assert slide.metadata["mpp"] is None and tuple(slide.scale) == (1.0, 1.0)

@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 from magicgui.widgets import ComboBox, PushButton
 from napari.layers import Labels
-from napari.utils.notifications import show_error
 from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
@@ -195,11 +194,8 @@ class NucleiTableWidget(DockBase):
     def _on_measure(self, *_: Any) -> None:
         if self._runner.busy():
             return
-        try:
-            request = self.request()
-        except WsiSslError as exc:
-            show_error(str(exc))
-            self.set_status(str(exc))
+        request = self.checked(self.request)
+        if request is None:
             return
         layer = self._layer.value
         self._runner.start(

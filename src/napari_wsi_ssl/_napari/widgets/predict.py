@@ -18,7 +18,7 @@ import numpy as np
 from magicgui.types import FileDialogMode
 from magicgui.widgets import ComboBox, FileEdit, PushButton
 from napari.layers import Shapes
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_info, show_warning
 
 from ...errors import WsiSslError
 from ...events import CancelToken, StoreReady, TilesDone
@@ -312,11 +312,8 @@ class PredictWidget(DockBase):
     def _on_predict(self, *_: Any) -> None:
         if self._runner.busy():
             return
-        try:
-            request = self.request()
-        except WsiSslError as exc:
-            show_error(str(exc))
-            self.set_status(str(exc))
+        request = self.checked(self.request)
+        if request is None:
             return
         self.display.start(request, on_done=self._on_done)
 

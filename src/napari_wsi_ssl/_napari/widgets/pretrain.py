@@ -19,7 +19,7 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_error, show_info
 
-from ...errors import SlideError, WsiSslError
+from ...errors import SlideError
 from ...events import CancelToken, Preview, Progress
 from ...vocab import Budget, BudgetUnit, Objective, Preset
 from ._annotations import is_slide_layer, slide_layers
@@ -236,11 +236,8 @@ class PretrainWidget(DockBase):
     def _on_pretrain(self, *_: Any) -> None:
         if self._runner.busy():
             return
-        try:
-            settings = self.settings()
-        except WsiSslError as exc:
-            show_error(str(exc))
-            self.set_status(str(exc))
+        settings = self.checked(self.settings)
+        if settings is None:
             return
         if not settings.sources:
             show_error("Open a slide (or choose a folder of slides or patches) to pretrain on.")
