@@ -210,8 +210,13 @@ def add_geojson_layer(
     SlideError when no slide is given."""
     if slide_layer is None:
         raise SlideError("open a slide first: the GeoJSON's annotations are laid over it", path)
+    from napari.utils.notifications import show_info
+
     data, kwargs, _ = geojson_layer_data(slide_layer, path, downsample)
-    return viewer.add_labels(data, **kwargs)
+    layer = viewer.add_labels(data, **kwargs)
+    names = ", ".join(v for k, v in layer.metadata["class_names"].items() if k)
+    show_info(f"Imported {Path(path).name} as {layer.name!r} ({names}); Fine-tune learns from it.")
+    return layer
 
 
 def ask_geojson(parent: Any) -> Path | None:

@@ -405,15 +405,10 @@ class FinetuneWidget(FastModeMixin, DockBase):
 
     def import_geojson(self, path: Path | None) -> Labels | None:
         """Lay a QuPath GeoJSON's annotations over the slide and choose them to learn from."""
-        if path is None:
+        if path is None:  # the file dialog was cancelled
             return None
-        try:
-            downsample = int(self._annotate_downsample.value) or None
-            layer = add_geojson_layer(self._viewer, self._image.value, path, downsample)
-        except WsiSslError as exc:
-            show_error(str(exc))
-            return None
-        self._annotations.value = layer
-        names = ", ".join(v for k, v in layer.metadata["class_names"].items() if k)
-        show_info(f"Imported {path.name} as {layer.name!r} ({names}); Fine-tune learns from it.")
+        ds = int(self._annotate_downsample.value) or None
+        layer = self.checked(lambda: add_geojson_layer(self._viewer, self._image.value, path, ds))
+        if layer is not None:
+            self._annotations.value = layer
         return layer

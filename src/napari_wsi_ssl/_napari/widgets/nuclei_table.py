@@ -37,6 +37,8 @@ from ._worker import Outcome
 
 #: Largest side, in pixels of the nuclei map, of one measured region (about 4 M pixels).
 MAX_SIDE = 2048
+#: Metadata key of the store the layer's features were measured on.
+MEASURED = "measured_store"
 
 
 def is_nuclei_layer(layer: Any) -> bool:
@@ -74,7 +76,7 @@ def measure_run(request: MeasureRequest, cancel: CancelToken) -> Generator[Any, 
     return pd.DataFrame(rows)
 
 
-def merge_features(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+def merge_features(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
     """``old`` and ``new`` rows by nucleus id (the ``index`` napari matches labels by), ``new``
     winning; sorted by id."""
     new = new.assign(index=new["id"]) if "id" in new else new
@@ -176,7 +178,7 @@ class NucleiTableWidget(DockBase):
         if layer is None:
             self.model.set_frame(pd.DataFrame())
             return
-        if "id" in layer.features:
+        if "id" in layer.features and layer.metadata.get(MEASURED) == layer.metadata["store"]:
             self.model.set_frame(layer.features)
         else:
             self._on_measure()
@@ -209,7 +211,10 @@ class NucleiTableWidget(DockBase):
             return
         self._progress.visible = False  # one step: nothing left to count
         frame: pd.DataFrame = outcome.value
-        layer.features = merge_features(layer.features, frame)
+        # a layer pointed at a new store (a new prediction) starts its measurements again
+        same = layer.metadata.get(MEASURED) == str(request.store)
+        layer.features = merge_features(layer.features if same else None, frame)
+        layer.metadata[MEASURED] = str(request.store)
         self.model.set_frame(layer.features)
         y0, x0, y1, x1 = request.box
         self.set_status(
