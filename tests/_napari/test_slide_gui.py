@@ -67,6 +67,13 @@ def test_slide_mpp_field_then_map_nuclei_table(
     assert "no pixel size in the file; it looks like about 0.5 µm/px (20x)" in error
     assert "set 'slide µm/px' to 0.5" in error
 
+    # pretraining at a working resolution (the dock's 1 µm/px) stops the same way
+    pretrain = open_dock(viewer, "Pretrain")
+    assert pretrain._slide_mpp.warning
+    click(qtbot, pretrain.pretrain_button)
+    assert not pretrain.runner.running
+    assert "set 'slide µm/px' to 0.5" in pretrain._status.value
+
     # the user types 0.5: the slide and the region over it are in µm now, the other docks agree
     finetune = open_dock(viewer, "Fine-tune")
     assert finetune._slide_mpp.warning
@@ -74,6 +81,7 @@ def test_slide_mpp_field_then_map_nuclei_table(
     assert tuple(slide.scale) == (0.5, 0.5) and [str(u) for u in slide.units] == ["micrometer"] * 2
     assert slide.metadata["mpp"] == [0.5, 0.5] and slide.metadata["slide_mpp"] == 0.5
     assert not field.warning and finetune._slide_mpp.widget.value == 0.5
+    assert pretrain._slide_mpp.widget.value == 0.5
     assert not finetune._slide_mpp.warning
     click(qtbot, finetune.annotation_button)
     ann = viewer.layers["annotations"]
