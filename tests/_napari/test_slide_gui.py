@@ -46,7 +46,8 @@ def test_slide_mpp_field_then_map_nuclei_table(
     predict = open_dock(viewer, "Predict")
     field = predict._slide_mpp
     assert field.widget.value == 0 and field.warning
-    assert "about 0.5 µm/px (20x) from objective power" in field.widget.tooltip
+    expected = "about 0.5 µm/px (20x) from objective power"
+    qtbot.waitUntil(lambda: expected in field.widget.tooltip)  # estimated in a thread
 
     # a model trained at 2 µm/px needs the slide's pixel size: the click stops, one line
     torch.manual_seed(0)

@@ -22,7 +22,7 @@ from magicgui.widgets import FloatSpinBox
 from napari.layers import Image
 
 from ...errors import SlideError
-from ...slide import MppEstimate, estimate_mpp
+from ...slide import MppEstimate, estimate_mpp, open_slide
 from ._annotations import is_slide_layer, slide_layers
 
 #: Metadata key of the pixel size the user gave (the runs get it as their ``slide_mpp``).
@@ -63,16 +63,47 @@ def no_pixel_size_message(estimate: MppEstimate | None) -> str:
 
 
 def estimate_text(layer: Any) -> str:
-    """:func:`no_pixel_size_message` for a slide layer, estimated once and kept in its metadata."""
+    """:func:`no_pixel_size_message` for a slide layer, estimated once and kept in its metadata
+    (here, on the calling thread, when no background estimate has finished yet)."""
     text = layer.metadata.get(ESTIMATE)
     if text is None:
-        slide = layer.metadata.get("slide")
-        estimate = None
-        if slide is not None:
-            with contextlib.suppress(SlideError):  # a damaged slide: the message goes without
-                estimate = estimate_mpp(slide)
-        text = layer.metadata[ESTIMATE] = no_pixel_size_message(estimate)
+        text = layer.metadata[ESTIMATE] = estimate_message(layer.metadata.get("slide_path"))
     return str(text)
+
+
+def estimate_message(slide_path: str | None) -> str:
+    """The message with the estimate of the slide at ``slide_path`` (its own file handle: the
+    estimate reads tiles, so it may run beside the viewer's reads)."""
+    estimate = None
+    if slide_path:
+        # a damaged slide: the message goes without an estimate
+        with contextlib.suppress(SlideError), open_slide(slide_path) as slide:
+            estimate = estimate_mpp(slide)
+    return no_pixel_size_message(estimate)
+
+
+#: Background estimates running, by slide path (the docks' fields share one).
+_ESTIMATING: dict[str, Any] = {}
+
+
+def estimate_later(layer: Any, done: Callable[[], None]) -> None:
+    """Estimate ``layer``'s pixel size in a thread (reading tiles and finding nuclei takes
+    seconds), keep the message in its metadata, then call ``done`` on the GUI thread."""
+    path = str(layer.metadata.get("slide_path"))
+    worker = _ESTIMATING.get(path)
+    if worker is None:
+        from napari.qt.threading import create_worker
+
+        worker = _ESTIMATING[path] = create_worker(estimate_message, path, _start_thread=False)
+
+        def keep(text: str) -> None:
+            layer.metadata[ESTIMATE] = text
+            _ESTIMATING.pop(path, None)
+
+        worker.returned.connect(keep)
+        worker.errored.connect(lambda _: keep(no_pixel_size_message(None)))
+        worker.start()
+    worker.finished.connect(done)
 
 
 def check_pixel_size(
@@ -207,7 +238,13 @@ class SlideMppField:
                 self._updating = False
             missing = layer is not None and mpp is None
             self.widget.native.setStyleSheet(WARNING_STYLE if missing else "")
-            self.widget.tooltip = estimate_text(layer) if missing else self._plain_tip()
+            if layer is None or not missing:
+                self.widget.tooltip = self._plain_tip()
+            elif layer.metadata.get(ESTIMATE) is not None:
+                self.widget.tooltip = str(layer.metadata[ESTIMATE])
+            else:
+                self.widget.tooltip = "no pixel size in the file; estimating it…"
+                estimate_later(layer, self.refresh)
 
     def _watch(self, layer: Any) -> None:
         if self._layer is not None:
