@@ -47,3 +47,18 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory):
     from napari_wsi_ssl.synthetic import write_synthetic_slide
 
     return write_synthetic_slide(tmp_path_factory.mktemp("synthetic"), size=2048, seed=0)
+
+
+@pytest.fixture(scope="session")
+def svs_without_mpp(synthetic, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic slide (0.5 µm/px) as an Aperio SVS that states 20x but no pixel size."""
+    from napari_wsi_ssl.benchmark.reading import write_aperio_svs
+    from napari_wsi_ssl.slide import open_slide
+
+    with open_slide(synthetic.slide) as slide:
+        rgb = slide.read_region((0, 0), 0, slide.dimensions)
+    path = tmp_path_factory.mktemp("nompp") / "no pixel size.svs"
+    write_aperio_svs(path, rgb, mpp=None, compression="jpeg")
+    with open_slide(path) as slide:
+        assert slide.mpp is None and slide.objective_power == 20
+    return path

@@ -230,5 +230,7 @@ def test_manifest_claims_the_slide_suffixes() -> None:
     from napari_wsi_ssl import slide
 
     manifest = Path(slide.__file__).parents[1] / "napari.yaml"
-    [reader] = yaml.safe_load(manifest.read_text())["contributions"]["readers"]
-    assert sorted(reader["filename_patterns"]) == sorted(f"*{s}" for s in slide.SLIDE_SUFFIXES)
+    readers = yaml.safe_load(manifest.read_text())["contributions"]["readers"]
+    patterns = {r["command"].split(".")[-1]: sorted(r["filename_patterns"]) for r in readers}
+    assert patterns["get_reader"] == sorted(f"*{s}" for s in slide.SLIDE_SUFFIXES)
+    assert patterns == {"get_reader": patterns["get_reader"], "get_geojson_reader": ["*.geojson"]}

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_wsi_ssl.benchmark.reading import write_aperio_svs
 from napari_wsi_ssl.cli import main
 from napari_wsi_ssl.slide import open_slide
 
@@ -50,15 +49,8 @@ def _downsample(store: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def svs(synthetic: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The synthetic slide (0.5 µm/px) as an Aperio SVS that states 20x but no pixel size."""
-    with open_slide(synthetic.slide) as slide:
-        rgb = slide.read_region((0, 0), 0, slide.dimensions)
-    path = tmp_path_factory.mktemp("nompp") / "no pixel size.svs"
-    write_aperio_svs(path, rgb, mpp=None, compression="jpeg")
-    with open_slide(path) as slide:
-        assert slide.mpp is None and slide.objective_power == 20
-    return path
+def svs(svs_without_mpp: Path) -> Path:
+    return svs_without_mpp
 
 
 def test_the_whole_path_on_an_svs_without_pixel_size(

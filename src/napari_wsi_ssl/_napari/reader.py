@@ -122,4 +122,52 @@ def slide_layer_data(slide: Slide, name: str | None = None) -> LayerData:
     return (pyramid, kwargs, "image")
 
 
-__all__ = ["SlideError", "claim_slide_suffixes", "get_reader", "read_slide", "slide_layer_data"]
+def get_geojson_reader(path: str | list[str]) -> ReaderFunction | None:
+    """Return the reader of a QuPath GeoJSON (``*.geojson``); else None (never raises)."""
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    return read_geojson if str(path).lower().endswith(".geojson") else None
+
+
+def read_geojson(path: str | list[str]) -> list[LayerData]:
+    """A QuPath GeoJSON as an annotation layer over the open slide (the selected layer's, else
+    the first), placed as "New annotation layer" places one, with the file's classes.
+
+    Without an open slide, or for a file without polygon annotations, a one-line notification
+    and no layer: a GeoJSON is in level-0 pixels of a slide, and means nothing without one.
+    """
+    from napari import current_viewer
+    from napari.utils.notifications import show_error, show_info
+
+    from ..errors import WsiSslError
+    from .widgets._annotations import geojson_layer_data, slide_layers
+    from .widgets._slide_mpp import slide_of
+
+    if isinstance(path, list):
+        path = path[0]
+    viewer = current_viewer()
+    slides = slide_layers(viewer) if viewer is not None else []
+    if not slides:
+        show_info(
+            f"{path}: a QuPath GeoJSON is laid over its slide; open the slide first, then the GeoJSON"
+        )
+        return [(None,)]  # type: ignore[list-item]
+    slide = slide_of(viewer, viewer.layers.selection.active) or slides[0]
+    try:
+        return [geojson_layer_data(slide, path)]
+    except WsiSslError as exc:
+        show_error(str(exc))
+        return [(None,)]  # type: ignore[list-item]
+
+
+__all__ = [
+    "SlideError",
+    "claim_slide_suffixes",
+    "get_geojson_reader",
+    "get_reader",
+    "read_geojson",
+    "read_slide",
+    "slide_layer_data",
+]

@@ -23,6 +23,7 @@ from napari.layers import Image, Labels, Shapes
 from napari.utils.colormaps import DirectLabelColormap
 
 from ...errors import AnnotationError, SlideError
+from ...qupath import read_qupath_geojson
 from ...vocab import CLASS_COLOURS, DEFAULT_CLASS_NAMES, UNLABELLED
 
 #: Names of the annotation classes (the project's class table; 0 is unlabelled, not painted).
@@ -102,12 +103,15 @@ def auto_downsample(shape: tuple[int, int], minimum: int = 4) -> int:
     return d
 
 
-def annotation_colormap() -> DirectLabelColormap:
-    return DirectLabelColormap(color_dict=dict(CLASS_COLOURS))
-
-
 #: Width of the brush a new annotation layer starts with, in micrometres: regions, not cells.
 BRUSH_UM = 100.0
+
+
+def annotation_colormap(
+    colours: dict[int | None, tuple[float, float, float, float]] | None = None,
+) -> DirectLabelColormap:
+    """The class colours of the table in ``vocab``, with ``colours`` (e.g. QuPath's) on top."""
+    return DirectLabelColormap(color_dict=dict(CLASS_COLOURS) | dict(colours or {}))
 
 
 def region_brush(geometry: SlideGeometry, downsample: int, shape: tuple[int, int]) -> int:
@@ -141,31 +145,95 @@ def new_annotation_layer(
     d = int(downsample) if downsample else auto_downsample(geometry.shape)
     shape = (math.ceil(geometry.shape[0] / d), math.ceil(geometry.shape[1] / d))
     data = zarr.zeros(shape, chunks=(min(1024, shape[0]), min(1024, shape[1])), dtype=np.uint8)
-    scale, translate = geometry.overlay_transform(d)
-    features = pd.DataFrame(
-        {"index": list(CLASS_NAMES), "class": pd.Categorical(list(CLASS_NAMES.values()))}
-    )
     layer = viewer.add_labels(
-        data,
-        name=name,
-        scale=scale,
-        translate=translate,
-        features=features,
-        colormap=annotation_colormap(),
-        metadata={
-            "slide_path": str(geometry.slide_path) if geometry.slide_path else None,
-            "downsample": d,
-            "slide_layer": slide_layer.name,
-            "class_names": dict(CLASS_NAMES),
-        },
-        opacity=0.6,
-        units=geometry.units,
+        data, **annotation_kwargs(geometry, slide_layer.name, d, dict(CLASS_NAMES), name=name)
     )
     layer.brush_size = region_brush(geometry, d, shape)
     layer.selected_label = 1
     viewer.layers.selection.active = layer
     layer.mode = "paint"
     return layer
+
+
+def annotation_kwargs(
+    geometry: SlideGeometry,
+    slide_name: str,
+    downsample: int,
+    class_names: dict[int, str],
+    colours: dict[int | None, tuple[float, float, float, float]] | None = None,
+    name: str = "annotations",
+) -> dict[str, Any]:
+    """The Labels layer settings of an annotation layer at ``downsample`` over a slide: placement,
+    class names (``features`` and ``metadata["class_names"]``) and colours."""
+    scale, translate = geometry.overlay_transform(downsample)
+    features = pd.DataFrame(
+        {"index": list(class_names), "class": pd.Categorical(list(class_names.values()))}
+    )
+    return {
+        "name": name,
+        "scale": scale,
+        "translate": translate,
+        "features": features,
+        "colormap": annotation_colormap(colours),
+        "metadata": {
+            "slide_path": str(geometry.slide_path) if geometry.slide_path else None,
+            "downsample": downsample,
+            "slide_layer": slide_name,
+            "class_names": dict(class_names),
+        },
+        "opacity": 0.6,
+        "units": geometry.units,
+    }
+
+
+def geojson_layer_data(
+    slide_layer: Image, path: str | Path, downsample: int | None = None
+) -> tuple[np.ndarray, dict[str, Any], str]:
+    """A QuPath GeoJSON's annotations as Labels layer data over ``slide_layer``, placed like a new
+    annotation layer (``downsample``, default automatic), with the file's class names and colours.
+
+    Tumour and normal keep their values (1, 2, matched by name, "Tumor" too); other classes get
+    the next values. Raises AnnotationError for a file without polygon annotations.
+    """
+    geometry = slide_geometry(slide_layer)
+    d = int(downsample) if downsample else auto_downsample(geometry.shape)
+    shape = (math.ceil(geometry.shape[0] / d), math.ceil(geometry.shape[1] / d))
+    labels, table = read_qupath_geojson(path, shape, d)
+    names = dict(CLASS_NAMES) | {v: cls for v, (cls, _) in table.items()}
+    colours: dict[int | None, tuple[float, float, float, float]] = {
+        v: (r / 255, g / 255, b / 255, 1.0) for v, (_, (r, g, b)) in table.items()
+    }
+    data = labels.astype(np.uint8) if labels.max(initial=0) < 256 else labels
+    kwargs = annotation_kwargs(
+        geometry, slide_layer.name, d, names, colours, name=Path(path).name.split(".")[0]
+    )
+    return data, kwargs, "labels"
+
+
+def add_geojson_layer(
+    viewer: Any, slide_layer: Image | None, path: str | Path, downsample: int | None = None
+) -> Labels:
+    """Add a QuPath GeoJSON's annotations over ``slide_layer`` (:func:`geojson_layer_data`);
+    SlideError when no slide is given."""
+    if slide_layer is None:
+        raise SlideError("open a slide first: the GeoJSON's annotations are laid over it", path)
+    from napari.utils.notifications import show_info
+
+    data, kwargs, _ = geojson_layer_data(slide_layer, path, downsample)
+    layer = viewer.add_labels(data, **kwargs)
+    names = ", ".join(v for k, v in layer.metadata["class_names"].items() if k)
+    show_info(f"Imported {Path(path).name} as {layer.name!r} ({names}); Fine-tune learns from it.")
+    return layer
+
+
+def ask_geojson(parent: Any) -> Path | None:
+    """The GeoJSON file the user picks in a file dialog, or None."""
+    from qtpy.QtWidgets import QFileDialog
+
+    path, _ = QFileDialog.getOpenFileName(
+        parent, "Import a QuPath GeoJSON", "", "GeoJSON (*.geojson *.json)"
+    )
+    return Path(path) if path else None
 
 
 @dataclass(frozen=True)

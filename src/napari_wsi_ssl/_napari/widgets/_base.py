@@ -7,15 +7,18 @@ import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from magicgui.widgets import Container, Label, ProgressBar, PushButton
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QDockWidget, QMainWindow, QWidget
 
+from ...errors import WsiSslError
 from ..reader import claim_slide_suffixes
 from ._session import Session, session_of
 from ._worker import Outcome, RunController
+
+T = TypeVar("T")
 
 
 def layer_choices(
@@ -164,6 +167,17 @@ class DockBase(Container):
             seconds = time.monotonic() - self._run_start
             with contextlib.suppress(RuntimeError):  # the viewer closed while a run went
                 self._status.value = f"{self._quiet_text} ({seconds:.0f} s)"
+
+    def checked(self, make: Callable[[], T]) -> T | None:
+        """``make()``, or None once its WsiSslError is shown (a notification and the status line)."""
+        try:
+            return make()
+        except WsiSslError as exc:
+            from napari.utils.notifications import show_error
+
+            show_error(str(exc))
+            self.set_status(str(exc))
+            return None
 
     def set_status(self, text: str) -> None:
         self._pending_status = None

@@ -24,6 +24,7 @@ from ._annotations import (
 from ._base import optional_path
 from ._finetune_run import FastRequest, LiveRefiner, OtherSlide, fast_run
 from ._live import LiveLoop, SuggestionTour
+from ._slide_mpp import check_pixel_size
 from ._worker import Outcome
 from .predict import PredictionDisplay, predict_request
 
@@ -140,15 +141,17 @@ class FastModeMixin:
         only) and where the head, the map store and the cache go."""
         slide, painted = self.painted()
         names = {k: v for k, v in painted.class_names.items() if k != 0}
+        encoder = optional_path(self._checkpoint)
         return FastRequest(
             slide=require_slide_path(slide),
             labels=np.array(painted.labels, copy=True),
             labels_downsample=painted.downsample,
-            encoder=optional_path(self._checkpoint),
+            encoder=encoder,
             out_dir=Path(self.cache_dir),
             head_path=self._checkpoint_out("segment"),
             class_names=names,
             others=self.other_slides(slide, painted),
+            slide_mpp=check_pixel_size(self._image.value, checkpoint=encoder),
         )
 
     # -- the fast mode, live refinement, suggestions -------------------------------------------

@@ -16,6 +16,7 @@ from ...errors import CancelledError, WsiSslError
 from ...events import CancelToken, Progress, StoreReady
 from ...features import (
     FastResult,
+    FeatureConfig,
     Refiner,
     SlideStrokes,
     fast_finetune,
@@ -62,6 +63,7 @@ class FinetuneRequest:
     then_map: PredictRequest | None = None
     class_names: dict[int, str] | None = None
     others: tuple[OtherSlide, ...] = ()
+    slide_mpp: float | None = None  # the slide's µm/px given in the dock (None: the file's)
 
 
 def finetune_run(
@@ -76,6 +78,7 @@ def finetune_run(
             request.labels_downsample,
             region=request.region_xywh,
             class_names=request.class_names,
+            slide_mpp=request.slide_mpp,
         )
         if request.others:
             data = FinetuneData.several(
@@ -125,6 +128,7 @@ class FastRequest:
     head_path: Path
     class_names: dict[int, str]
     others: tuple[OtherSlide, ...] = ()
+    slide_mpp: float | None = None  # the slide's µm/px given in the dock (None: the file's)
 
 
 def fast_run(request: FastRequest, cancel: CancelToken) -> Generator[Any, None, FastResult]:
@@ -154,6 +158,7 @@ def fast_run(request: FastRequest, cancel: CancelToken) -> Generator[Any, None, 
         request.labels_downsample,
         request.encoder,
         request.out_dir,
+        FeatureConfig(slide_mpp=request.slide_mpp),
         cancel=cancel,
         class_names=request.class_names,
         head_path=request.head_path,

@@ -176,9 +176,11 @@ def _put_layer(viewer: Any, name: str, kind: str, data: list[Any], **kwargs: Any
             except (ValueError, TypeError):  # napari refused the swap: fall back to a new layer
                 pass
         viewer.layers.remove(layer)
+    # one level (a small region's map) goes as a plain array: napari cannot take it as a pyramid
+    levels: Any = data if len(data) > 1 else data[0]
     if kind == "image":
-        return viewer.add_image(data, name=name, multiscale=True, **kwargs)
-    return viewer.add_labels(data, name=name, multiscale=True, **kwargs)
+        return viewer.add_image(levels, name=name, multiscale=len(data) > 1, **kwargs)
+    return viewer.add_labels(levels, name=name, multiscale=len(data) > 1, **kwargs)
 
 
 def _retarget(

@@ -22,6 +22,7 @@ from ...export import DEFAULT_THRESHOLD, ExportResult, ExportSettings
 from ..writers import FORMATS, export_layer, format_of, suffix_of
 from ._annotations import is_slide_layer
 from ._base import DockBase, layer_choices
+from ._slide_mpp import SlideMppField
 from ._worker import Outcome
 
 
@@ -62,6 +63,7 @@ class ExportWidget(DockBase):
             choices=layer_choices(napari_viewer, _exportable),
             tooltip="the mask, probability map or nuclei layer to write",
         )
+        self._slide_mpp = SlideMppField(napari_viewer, lambda: self._layer.value)
         self._format = ComboBox(label="format", choices=list(FORMATS), value="OME-TIFF")
         self._threshold = FloatSpinBox(
             label="threshold",
@@ -100,6 +102,7 @@ class ExportWidget(DockBase):
         self.extend(
             [
                 self._layer,
+                self._slide_mpp.widget,
                 self._format,
                 self._threshold,
                 self._values,
@@ -152,6 +155,7 @@ class ExportWidget(DockBase):
         return ExportSettings(threshold=float(self._threshold.value), values=self._values.value)
 
     def _on_layer(self, *_: Any) -> None:
+        self._slide_mpp.refresh()
         layer = self._layer.value
         if layer is None:
             return

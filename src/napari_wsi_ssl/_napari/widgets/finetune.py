@@ -39,7 +39,9 @@ from ...inference.interactive import CheckpointSaved, FinetunedMap
 from ...recent import TASK_KIND
 from ...vocab import BudgetUnit
 from ._annotations import (
+    add_geojson_layer,
     annotate_slide,
+    ask_geojson,
     is_slide_layer,
     region_xywh,
     require_slide_path,
@@ -52,6 +54,7 @@ from ._finetune_run import (
     finetune_run,
 )
 from ._plot import CurveCanvas, ImageStrip, plot_progress
+from ._slide_mpp import SlideMppField, check_pixel_size
 from ._worker import Outcome
 from .predict import PredictionDisplay, predict_request
 
@@ -80,6 +83,8 @@ class FinetuneWidget(FastModeMixin, DockBase):
         super().__init__(napari_viewer)
         preload_compute()
         self._image = ComboBox(label="slide", choices=layer_choices(napari_viewer, is_slide_layer))
+        self._slide_mpp = SlideMppField(napari_viewer, lambda: self._image.value)
+        self._image.changed.connect(self._slide_mpp.refresh)
         self._annotate_downsample = ComboBox(
             label="downsample",
             choices=[("auto", 0), ("1", 1), ("2", 2), ("4", 4), ("8", 8), ("16", 16), ("32", 32)],
@@ -88,6 +93,13 @@ class FinetuneWidget(FastModeMixin, DockBase):
         )
         self._annotate_button = PushButton(text="New annotation layer")
         self._annotate_button.changed.connect(self._on_new_annotation)
+        self._import_button = PushButton(text="Import GeoJSON…")
+        self._import_button.tooltip = (
+            "QuPath annotations as an annotation layer, with their classes"
+        )
+        self._import_button.changed.connect(
+            lambda *_: self.import_geojson(ask_geojson(self.native))
+        )
         self._annotations = ComboBox(
             label="annotations",
             choices=layer_choices(
@@ -161,7 +173,7 @@ class FinetuneWidget(FastModeMixin, DockBase):
         budget_row.label = "budget"
         self._trained = (budget_row, self._patch, self._batch, self._patches, self._predict_after)
         annotate_row = Container(
-            widgets=[self._annotate_downsample, self._annotate_button],
+            widgets=[self._annotate_downsample, self._annotate_button, self._import_button],
             layout="horizontal",
             labels=False,
         )
@@ -171,6 +183,7 @@ class FinetuneWidget(FastModeMixin, DockBase):
         self.extend(
             [
                 self._image,
+                self._slide_mpp.widget,
                 annotate_row,
                 self._annotations,
                 self._several,
@@ -244,6 +257,7 @@ class FinetuneWidget(FastModeMixin, DockBase):
         super().reset_choices(*args)
         if not hasattr(self, "_checkpoint"):
             return
+        self._slide_mpp.refresh()
         last = self.session.last("pretrain")
         if optional_path(self._checkpoint) is None and last is not None:
             self._checkpoint.value = last
@@ -252,7 +266,9 @@ class FinetuneWidget(FastModeMixin, DockBase):
         on_slide = self._task.value == "segment"
         self._image.visible = self._annotations.visible = self._region.visible = on_slide
         self._several.visible = on_slide
+        self._slide_mpp.widget.visible = on_slide
         self._annotate_button.visible = self._annotate_downsample.visible = on_slide
+        self._import_button.visible = on_slide
         self._folder.visible = not on_slide
         fast = self.fast_mode
         for widget in self._trained:
@@ -298,6 +314,7 @@ class FinetuneWidget(FastModeMixin, DockBase):
             return FinetuneRequest(**common, folder=optional_path(self._folder))
         slide, painted = self.painted()
         slide_layer = self._image.value
+        slide_mpp = check_pixel_size(slide_layer, checkpoint=init)
         region = region_xywh(self._region.value, slide)
         then_map = None
         if self._predict_after.value:
@@ -312,6 +329,7 @@ class FinetuneWidget(FastModeMixin, DockBase):
             then_map=then_map,
             class_names={k: v for k, v in painted.class_names.items() if k != 0},
             others=self.other_slides(slide, painted),
+            slide_mpp=slide_mpp,
         )
 
     def _on_finetune(self, *_: Any) -> None:
@@ -398,3 +416,13 @@ class FinetuneWidget(FastModeMixin, DockBase):
         show_info(
             f"Paint tumour (label 1) and normal tissue (label 2) on {layer.name!r}, then Fine-tune."
         )
+
+    def import_geojson(self, path: Path | None) -> Labels | None:
+        """Lay a QuPath GeoJSON's annotations over the slide and choose them to learn from."""
+        if path is None:  # the file dialog was cancelled
+            return None
+        ds = int(self._annotate_downsample.value) or None
+        layer = self.checked(lambda: add_geojson_layer(self._viewer, self._image.value, path, ds))
+        if layer is not None:
+            self._annotations.value = layer
+        return layer

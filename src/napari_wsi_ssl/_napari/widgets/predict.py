@@ -19,7 +19,7 @@ import numpy as np
 from magicgui.types import FileDialogMode
 from magicgui.widgets import ComboBox, FileEdit, Label, PushButton
 from napari.layers import Shapes
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_info, show_warning
 
 from ...errors import WsiSslError
 from ...events import CancelToken, StoreReady, TilesDone
@@ -36,6 +36,7 @@ from ._annotations import (
 from ._base import DockBase, layer_choices, optional_path, preload_compute
 from ._layers import HIDDEN_MAPS, ROLE, map_layer, refresh_layers, show_store, visible_box_level0
 from ._predict_folder import FolderMixin
+from ._slide_mpp import SlideMppField, check_pixel_size, given_mpp
 from ._worker import Outcome, RunController
 
 #: "best": the learned nuclei model where it beat the classical watershed (``best_nuclei``).
@@ -86,6 +87,7 @@ def predict_request(
         # never torch.compile in the GUI: compiling takes 25-60 s before the first tile, cannot
         # be cancelled, and gains 1.13-1.17x only on slides of ~1,000 tiles (docs/inference.md)
         compile=GUI_COMPILE,
+        slide_mpp=given_mpp(slide_layer),
     )
     plan = MapPlan(
         slide=require_slide_path(slide),
@@ -217,6 +219,8 @@ class PredictWidget(FolderMixin, DockBase):
         super().__init__(napari_viewer)
         preload_compute()
         self._slide = ComboBox(label="slide", choices=layer_choices(napari_viewer, is_slide_layer))
+        self._slide_mpp = SlideMppField(napari_viewer, lambda: self._slide.value)
+        self._slide.changed.connect(self._slide_mpp.refresh)
         self._checkpoint = FileEdit(
             label="checkpoint",
             mode=FileDialogMode.EXISTING_FILE,
@@ -258,6 +262,7 @@ class PredictWidget(FolderMixin, DockBase):
         self.extend(
             [
                 self._slide,
+                self._slide_mpp.widget,
                 self._checkpoint,
                 self._nuclei,
                 self._nuclei_checkpoint,
@@ -276,6 +281,8 @@ class PredictWidget(FolderMixin, DockBase):
 
     def reset_choices(self, *args: Any) -> None:
         super().reset_choices(*args)
+        if hasattr(self, "_slide_mpp"):
+            self._slide_mpp.refresh()
         # prefilled with the last checkpoints of their kinds (this viewer's, else recent.json's)
         if not hasattr(self, "_nuclei_checkpoint"):
             return
@@ -316,6 +323,7 @@ class PredictWidget(FolderMixin, DockBase):
             raise WsiSslError("choose a checkpoint, or ask for nuclei")
         if nuclei == "model" and nuclei_ckpt is None:
             raise WsiSslError("choose a nuclei checkpoint, or the classical nuclei")
+        check_pixel_size(layer, checkpoint=checkpoint)
         return predict_request(
             layer,
             checkpoint,
@@ -329,10 +337,8 @@ class PredictWidget(FolderMixin, DockBase):
     def _on_predict(self, *_: Any) -> None:
         if self._runner.busy():
             return
-        try:
-            request = self.request()
-        except WsiSslError as exc:
-            show_error(str(exc))
+        request = self.checked(self.request)
+        if request is None:
             return
         self.display.start(request, on_done=self._on_done)
 

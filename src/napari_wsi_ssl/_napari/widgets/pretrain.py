@@ -19,11 +19,13 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_error, show_info
 
+from ...errors import SlideError
 from ...events import CancelToken, Preview, Progress
 from ...vocab import Budget, BudgetUnit, Objective, Preset
 from ._annotations import is_slide_layer, slide_layers
 from ._base import DockBase, layer_choices, optional_path, preload_compute
 from ._plot import CurveCanvas, ImageStrip, plot_progress
+from ._slide_mpp import SlideMppField, check_pixel_size
 from ._worker import Outcome
 
 
@@ -41,6 +43,7 @@ class PretrainSettings:
     budget_unit: str
     batch_size: int
     out: Path
+    slide_mpp: float | None = None  # the slides' µm/px given in the dock (None: the files')
 
 
 def pretrain_run(settings: PretrainSettings, cancel: CancelToken) -> Generator[Any, None, Path]:
@@ -57,6 +60,7 @@ def pretrain_run(settings: PretrainSettings, cancel: CancelToken) -> Generator[A
         batch_size=settings.batch_size,
         preview_every=10,
         budget=Budget.parse(settings.budget, settings.budget_unit),
+        slide_mpp=settings.slide_mpp,
     )
     result: Path = yield from pretrain(list(settings.sources), config, settings.out, cancel=cancel)
     return result
@@ -73,6 +77,8 @@ class PretrainWidget(DockBase):
             choices=layer_choices(napari_viewer, is_slide_layer),
             tooltip="slide layers to learn from (none selected: all open slides)",
         )
+        self._slide_mpp = SlideMppField(napari_viewer, self._first_slide)
+        self._slides.changed.connect(self._slide_mpp.refresh)
         self._folder = FileEdit(
             label="or folder",
             mode=FileDialogMode.EXISTING_DIRECTORY,
@@ -119,6 +125,7 @@ class PretrainWidget(DockBase):
         self.extend(
             [
                 self._slides,
+                self._slide_mpp.widget,
                 self._folder,
                 self._preset,
                 self._objective,
@@ -170,7 +177,31 @@ class PretrainWidget(DockBase):
         for name, value in values.items():
             fields[name].value = value
 
+    def reset_choices(self, *args: Any) -> None:
+        super().reset_choices(*args)
+        if hasattr(self, "_slide_mpp"):
+            self._slide_mpp.refresh()
+
     # -- handlers ---------------------------------------------------------------------------
+    def _first_slide(self) -> Any:
+        """The slide the "slide µm/px" field shows: the first chosen, else the first open."""
+        layers = list(self._slides.value) or slide_layers(self._viewer)
+        return layers[0] if layers else None
+
+    def _slide_mpp_given(self) -> float | None:
+        """The ``slide_mpp`` of the run (one for all its slides), or SlideError with the estimate
+        for a slide without pixel size."""
+        if optional_path(self._folder) is not None:
+            return None
+        layers = list(self._slides.value) or slide_layers(self._viewer)
+        given = {check_pixel_size(la, working_mpp=float(self._mpp.value)) for la in layers}
+        if len(given) > 1:
+            raise SlideError(
+                "the slides were given different pixel sizes in the dock",
+                hint="pretrain them one at a time, or give them the same µm/px",
+            )
+        return given.pop() if given else None
+
     def _sources(self) -> tuple[Path, ...]:
         folder = optional_path(self._folder)
         if folder is not None:
@@ -199,12 +230,15 @@ class PretrainWidget(DockBase):
             budget_unit=str(self._unit.value),
             batch_size=int(self._batch.value),
             out=self._checkpoint_out(sources),
+            slide_mpp=self._slide_mpp_given(),
         )
 
     def _on_pretrain(self, *_: Any) -> None:
         if self._runner.busy():
             return
-        settings = self.settings()
+        settings = self.checked(self.settings)
+        if settings is None:
+            return
         if not settings.sources:
             show_error("Open a slide (or choose a folder of slides or patches) to pretrain on.")
             return
