@@ -89,7 +89,7 @@ def test_suggested_strokes_follow_the_uncertainty() -> None:
     maps = Maps(u.copy(), u, 8.0, (0.0, 0.0))
     config = SimulationConfig(k=1, stroke=16, cell=12)
     before = labels.copy()
-    (stroke,) = suggested_strokes(labels, truth, maps, config, 1, 2.0)
+    (stroke,) = suggested_strokes(labels, truth, maps, config, 1, "distance", None, None)
     assert stroke.box == (96, 0, 192, 96)
     assert stroke.label == 2 and stroke.pixels == 17 * 17
     new = labels != before
@@ -150,7 +150,7 @@ def test_sampled_strokes_stay_in_unpainted_suggestions() -> None:
     maps = Maps(u, u, 8.0, (0.0, 0.0))
     config = SimulationConfig(k=3, stroke=16, cell=12)
     before = labels.copy()
-    strokes = suggested_strokes(labels, truth, maps, config, 1, 2.0, rng)
+    strokes = suggested_strokes(labels, truth, maps, config, 1, "sampled", None, rng)
     assert len(strokes) == 3
     assert len({s.box for s in strokes}) == 3
     for s in strokes:
