@@ -27,7 +27,7 @@ import numpy as np
 from ..inference.store import ATTR
 
 #: Default trade-off of uncertainty against representativeness (0: representativeness only).
-UNCERTAINTY_WEIGHT = 0.5
+UNCERTAINTY_WEIGHT = 0.0
 #: Above this many tissue cells, k-means runs in mini-batches.
 FULL_KMEANS = 20_000
 
