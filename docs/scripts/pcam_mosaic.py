@@ -75,12 +75,18 @@ def main() -> None:
 
     from napari_wsi_ssl.events import run_to_end
     from napari_wsi_ssl.features import FeatureConfig, HeadConfig, fast_finetune, predict_head
+    from napari_wsi_ssl.features.config import LINEAR_HEAD
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--side", type=int, default=36, help="patches per mosaic side")
     ap.add_argument("--runs", nargs="+", default=["colour", "untrained"])
-    ap.add_argument("--head", default="linear", choices=["linear", "mlp"])
+    ap.add_argument(
+        "--head",
+        default="mlp",
+        choices=["mlp", "linear"],
+        help="mlp: the fast mode's default head; linear: the first default (LINEAR_HEAD)",
+    )
     ap.add_argument("--stride", type=int, default=8)
     ap.add_argument("--no-colour", action="store_true", help="encoder channels only")
     args = ap.parse_args()
@@ -113,7 +119,7 @@ def main() -> None:
                 enc,
                 work,
                 cfg,
-                head_config=HeadConfig(kind=args.head),
+                head_config=LINEAR_HEAD if args.head == "linear" else HeadConfig(),
             )
         )
         t1 = time.perf_counter()
@@ -145,6 +151,7 @@ def main() -> None:
             "reduce": cfg.reduce,
             "stride": cfg.stride,
             "colour": cfg.colour,
+            "head": args.head,
         }
         print(run, json.dumps(results[run]), flush=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import zarr
 from gui_helpers import (
     click,
     open_dock,
@@ -63,6 +64,7 @@ def test_fast_live_suggest(viewer: Any, qtbot: Any, synthetic: Any, tmp_path: Pa
     assert 0 < float(np.asarray(unc.data[0][:, :]).max()) <= 1.0
 
     # live: painting more (real paint events on the layer) refreshes the map to a new store
+    views = {"tumour": list(prob.data), "uncertainty": list(unc.data)}
     dock.set_fields(live=True)
     paint_classes(ann, truth, seed=1, strokes=6)
     assert dock.live.timer.isActive(), "the strokes started the debounce timer"
@@ -76,6 +78,16 @@ def test_fast_live_suggest(viewer: Any, qtbot: Any, synthetic: Any, tmp_path: Pa
     assert viewer.layers[PROBABILITY] is prob, "the map layer was retargeted, not replaced"
     assert Path(prob.metadata["store"]).is_dir() and not unc.visible
     assert unc.metadata["store"] == prob.metadata["store"]
+    # in place: the layers' own level views now read the new store (no data swap, no new layer)
+    new_store = zarr.open_group(str(prob.metadata["store"]), mode="r")
+    assert dock.display.store == Path(prob.metadata["store"])
+    for layer, name in ((prob, "tumour"), (unc, "uncertainty")):
+        assert len(layer.data) == len(views[name])
+        for level, (view, before) in enumerate(zip(layer.data, views[name], strict=True)):
+            assert view is before or view.__wrapped__ is before.__wrapped__
+            np.testing.assert_allclose(
+                np.asarray(view[:, :]), new_store[name][str(level)][:] / 255, atol=1e-6
+            )
     inside, outside = _map_separates(prob, synthetic)
     assert inside > 0.7 and outside < 0.3, (inside, outside)
     assert dock.refiner is not None and dock.refiner._refiner.last is not None

@@ -228,7 +228,7 @@ def test_geojson_dropped_then_fast_finetune(
     click(qtbot, finetune.finetune_button)
     outcome = wait_idle(qtbot, finetune, 120)
     assert outcome.ok, outcome.error
-    values = np.asarray(viewer.layers[PROBABILITY].data[0][:, :])
+    values = np.asarray(viewer.layers["Tumor probability"].data[0][:, :])  # named after the class
     inside = truth_on_grid(values.shape, synthetic)
     assert values[inside].mean() > 0.6 and values[~inside].mean() < 0.4
     assert "probability of 'Tumor'" in finetune._status.value

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -45,19 +46,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--strategies",
         type=_names,
         default=("suggested", "random"),
-        help="of suggested, uncertainty (no distance term), sampled (in proportion to the score), random",
+        help="of suggested (the GUI's: clusters of features, uncertainty), representative "
+        "(clusters only), distance (uncertainty x distance from strokes), uncertainty (no "
+        "distance term), sampled (in proportion to the distance score), random",
     )
     parser.add_argument("--stroke", type=int, default=32, help="stroke side, level-0 px")
     parser.add_argument(
         "--cell", type=int, default=12, help="suggestion cell, map px (12 x 8 px = a PCam patch)"
     )
     parser.add_argument("--distance-scale", type=float, default=2.0)
+    parser.add_argument(
+        "--uncertainty-weight",
+        type=float,
+        help="suggested: weight of uncertainty against representativeness (default 0.5)",
+    )
     parser.add_argument("--encoder", type=Path, help="encoder checkpoint (default: colour only)")
     parser.add_argument("--mpp", type=float, help="working resolution (default: the encoder's)")
     parser.add_argument("--stride", type=int, default=8)
     parser.add_argument("--tile", type=int, default=128, help="feature pixels per cache tile")
-    parser.add_argument("--head", default="linear", choices=("linear", "mlp"))
-    parser.add_argument("--steps", type=int, default=100, help="head training steps per round")
+    parser.add_argument(
+        "--head", choices=("linear", "mlp"), help="head kind (default: the fast mode's)"
+    )
+    parser.add_argument("--steps", type=int, help="head training steps per round (default: same)")
+    parser.add_argument("--weight-decay", type=float, help="head L2 penalty (default: same)")
     parser.add_argument("--side", type=int, default=36, help="PCam mosaic: patches per side")
     parser.add_argument("--mosaic-seed", type=int, default=0)
 
@@ -96,6 +107,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.stroke,
         args.cell,
         args.distance_scale,
+        args.uncertainty_weight,
     )
     slide, truth, extra = _source(args)
     if args.mpp is not None:
@@ -111,17 +123,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(msg, file=sys.stderr, flush=True)
 
     log(f"feature cache of {slide.name} in {cache_s:.1f} s")
+    given = {"kind": args.head, "steps": args.steps, "weight_decay": args.weight_decay}
+    head_config = HeadConfig(**{k: v for k, v in given.items() if v is not None})
     summary = simulate(
         FeatureCache.open(cache_path),
         truth,
         config,
         args.out / "runs",
-        HeadConfig(kind=args.head, steps=args.steps),
+        head_config,
         log,
     )
     summary["slide"] = str(slide)
     summary["encoder"] = None if args.encoder is None else str(args.encoder)
     summary["feature_config"] = fcfg.to_dict()
+    summary["head_config"] = asdict(head_config)
     summary["cache_s"] = cache_s
     import json
 

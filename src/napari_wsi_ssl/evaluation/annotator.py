@@ -6,10 +6,14 @@ strokes per round and the fast mode's head is retrained from its last weights (`
 after each round. A stroke is a square of ``stroke`` level-0 px of the true label, on known
 pixels only. Strategies:
 
-- ``suggested``: in the top cells of ``suggest_regions`` (uncertainty x known fraction x
-  distance from the strokes), at the cell's most uncertain known pixel, clipped to the cell;
-- ``uncertainty``: the same without the distance term (painted cells still never come up);
-- ``sampled``: cells drawn at random with probabilities proportional to the suggestions' score;
+- ``suggested``: in the cells ``suggest_regions`` gives with the cache's features (the GUI's
+  ranking: clusters of cell features without strokes, their uncertain and representative
+  cells), at the cell's most uncertain known pixel, clipped to the cell;
+- ``representative``: the same ranking without uncertainty (``uncertainty_weight`` 0);
+- ``distance``: the older ranking, the top cells by uncertainty x known fraction x distance
+  from the strokes;
+- ``uncertainty``: that without the distance term (painted cells still never come up);
+- ``sampled``: cells drawn at random with probabilities proportional to the ``distance`` score;
 - ``random``: at a random known pixel not yet painted.
 
 The map's quality after each round: with a patch grid (a PCam mosaic) the AUC of each patch's
@@ -33,7 +37,8 @@ from ..inference.store import ATTR
 from ..metrics import roc_auc
 from .plots import _figure, _save
 
-STRATEGIES = ("suggested", "uncertainty", "random", "sampled")
+#: (their order seeds each strategy's draws: new ones go last)
+STRATEGIES = ("suggested", "uncertainty", "random", "sampled", "representative", "distance")
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class SimulationConfig:
     stroke: int = 32
     cell: int = 12
     distance_scale: float = 2.0
+    uncertainty_weight: float | None = None  # None: suggest_regions' default
 
     def __post_init__(self) -> None:
         bad = [s for s in self.strategies if s not in STRATEGIES]
@@ -193,15 +199,26 @@ def _suggested_strokes(
     maps: Maps,
     config: SimulationConfig,
     rnd: int,
-    distance_scale: float,
-    rng: np.random.Generator | None = None,
+    strategy: str,
+    features: np.ndarray | None,
+    rng: np.random.Generator | None,
 ) -> list[Stroke]:
-    """Strokes in the top cells of ``suggest_regions``, or (``rng``) in cells drawn in
-    proportion to their score."""
+    """Strokes in the cells ``strategy`` picks with ``suggest_regions`` (``features``: the
+    cells' mean features, for ``suggested`` and ``representative``)."""
     from ..features import suggest_regions  # torch: evaluation stays light to import
 
     ds = truth.downsample
     known = truth.labels != 0
+    kwargs: dict[str, Any] = {}
+    if strategy in ("suggested", "representative"):
+        kwargs["features"] = features
+        kwargs["seed"] = 0 if rng is None else int(rng.integers(2**31))
+        if strategy == "representative":
+            kwargs["uncertainty_weight"] = 0.0
+        elif config.uncertainty_weight is not None:
+            kwargs["uncertainty_weight"] = config.uncertainty_weight
+    else:
+        kwargs["distance_scale"] = config.distance_scale if strategy != "uncertainty" else 1e-9
     suggestions = suggest_regions(
         maps.uncertainty,
         maps.out_downsample,
@@ -209,11 +226,11 @@ def _suggested_strokes(
         labels,
         ds,
         (known, ds),
-        k=config.k * 4 if rng is None else maps.uncertainty.size,
+        k=config.k * 4 if strategy != "sampled" else maps.uncertainty.size,
         cell=config.cell,
-        distance_scale=distance_scale,
+        **kwargs,
     )
-    if rng is not None and suggestions:
+    if strategy == "sampled" and suggestions and rng is not None:
         p = np.array([s.score for s in suggestions])
         order = rng.choice(len(p), size=len(p), replace=False, p=p / p.sum())
         suggestions = [suggestions[i] for i in order]
@@ -242,6 +259,17 @@ def _suggested_strokes(
         px = paint(labels, truth, (cy, cx), config.stroke, clip)
         out.append(Stroke(rnd, (int(cy * ds), int(cx * ds)), lab, px, s.box))
     return out
+
+
+def known_cell_features(cache: Any, truth: Truth, cell: int) -> np.ndarray:
+    """The cells' mean features over the known pixels (``features.cell_features``)."""
+    from ..features.suggest import _resample, cell_features
+
+    grid = cache.grid
+    known = _resample(
+        truth.labels != 0, truth.downsample, grid.shape, grid.out_downsample, grid.origin
+    )
+    return cell_features(cache, cell, known)
 
 
 @dataclass
@@ -276,6 +304,9 @@ def simulate_run(
     for v in (1, 2):  # round 0: one random stroke of each class, the same for every strategy
         run.strokes += _random_strokes(labels, truth, 1, rng, 0, config.stroke, only=v)
     strategy_rng = np.random.default_rng([seed, STRATEGIES.index(strategy)])
+    features = None
+    if strategy in ("suggested", "representative"):
+        features = known_cell_features(refiner.cache, truth, config.cell)
     last_store: Path | None = None
     maps: Maps | None = None
     for rnd in range(config.rounds + 1):
@@ -284,9 +315,9 @@ def simulate_run(
             if strategy == "random":
                 new = _random_strokes(labels, truth, config.k, strategy_rng, rnd, config.stroke)
             else:
-                scale = config.distance_scale if strategy != "uncertainty" else 1e-9
-                pick = strategy_rng if strategy == "sampled" else None
-                new = _suggested_strokes(labels, truth, maps, config, rnd, scale, pick)
+                new = _suggested_strokes(
+                    labels, truth, maps, config, rnd, strategy, features, strategy_rng
+                )
             run.strokes += new
         t0 = time.perf_counter()
         result = refiner.refine(labels, truth.downsample, out_dir, head_path=out_dir / "head.pt")

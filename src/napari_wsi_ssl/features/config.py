@@ -115,6 +115,11 @@ class FeatureConfig:
 class HeadConfig:
     """How the light head is trained on cached features.
 
+    The default is the regularised MLP: on real tissue (PCam mosaics, docs/fast_mode.md) it
+    generalises from one mosaic's strokes to another mosaic at per-patch AUC 0.91 where the
+    linear head (``kind="linear", steps=100, weight_decay=1e-4``, the first default) reached
+    0.85, and on the synthetic slide's 150-step encoder Dice 0.88-0.90 against 0.71.
+
     Attributes
     ----------
     kind
@@ -133,11 +138,11 @@ class HeadConfig:
         Initialisation, split and sampling.
     """
 
-    kind: str = "linear"
+    kind: str = "mlp"
     hidden: int = 64
-    steps: int = 100
+    steps: int = 300
     lr: float = 0.05
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-2
     val_fraction: float = 0.2
     max_samples: int = 10_000
     seed: int = 0
@@ -149,3 +154,8 @@ class HeadConfig:
             raise WsiSslError("steps, hidden and max_samples must be at least 1")
         if not 0 <= self.val_fraction < 1:
             raise WsiSslError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+#: The first default head (logistic regression, light regularisation), which the PCam figures of
+#: docs/fast_mode.md name "linear".
+LINEAR_HEAD = HeadConfig(kind="linear", steps=100, weight_decay=1e-4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -59,6 +59,18 @@ STATUS_INTERVAL_S = 0.25
 DOCK_NAME = "napari-wsi-ssl-dock"
 #: While a run gives no news for this long, its status line counts the seconds (in ms).
 QUIET_TICK_MS = 1000
+
+
+@contextlib.contextmanager
+def _deferred_paint(bar: Any) -> Iterator[Any]:
+    """A QProgressBar changed without its synchronous ``repaint()`` (setValue repaints at once,
+    which with the GL canvas beside it stalled the GUI 15-70 ms a call on a loaded machine);
+    it is painted at the next turn of the event loop instead."""
+    bar.setUpdatesEnabled(False)
+    try:
+        yield bar
+    finally:
+        bar.setUpdatesEnabled(True)  # schedules one ordinary update
 
 
 class DockBase(Container):
@@ -134,9 +146,10 @@ class DockBase(Container):
         self._cancel_button.enabled = running
         if running:
             self._run_start = time.monotonic()
-            self._progress.native.setRange(0, 1)
-            self._progress.native.setValue(0)
-            self._progress.native.setFormat("starting")
+            with _deferred_paint(self._progress.native) as bar:
+                bar.setRange(0, 1)
+                bar.setValue(0)
+                bar.setFormat("starting")
             if self._progress.native.parent() is not None:  # in the dock's layout
                 self._progress.visible = True
             self.set_status("running…")
@@ -148,15 +161,15 @@ class DockBase(Container):
             self.set_status(ended_status(outcome))
 
     def _on_bar(self, done: int, total: int | None, what: str) -> None:
-        bar = self._progress.native
-        if total:
-            bar.setRange(0, int(total))
-            bar.setValue(min(int(done), int(total)))
-            bar.setFormat(f"{what} %v/%m")
-        else:  # bounded by time: a count, never the animated busy bar
-            bar.setRange(0, 1)
-            bar.setValue(0)
-            bar.setFormat(f"{what} {done}")
+        with _deferred_paint(self._progress.native) as bar:
+            if total:
+                bar.setRange(0, int(total))
+                bar.setValue(min(int(done), int(total)))
+                bar.setFormat(f"{what} %v/%m")
+            else:  # bounded by time: a count, never the animated busy bar
+                bar.setRange(0, 1)
+                bar.setValue(0)
+                bar.setFormat(f"{what} {done}")
 
     def _on_quiet(self) -> None:
         """Once a second without news, say for how long the run has gone (no silent phases)."""

@@ -3,6 +3,7 @@ stroke, and suggestions of where to paint next (the methods the dock mixes in)."
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from ._annotations import (
 )
 from ._base import optional_path
 from ._finetune_run import FastRequest, LiveRefiner, OtherSlide, fast_run
-from ._live import LiveLoop, SuggestionTour
+from ._live import LiveLoop, MapSwap, SuggestionTour
 from ._slide_mpp import check_pixel_size
 from ._worker import Outcome
 from .predict import PredictionDisplay, predict_request
@@ -58,6 +59,7 @@ class FastModeMixin:
         self._fast: FastRequest | None = None
         self.live = LiveLoop(self._start_refine, lambda: bool(self._runner.running))
         self.tour = SuggestionTour(viewer, self._canvas_size)
+        self.swap = MapSwap()
         self._live_box.changed.connect(self._on_live)
         self._annotations.changed.connect(self._on_live)
 
@@ -178,8 +180,12 @@ class FastModeMixin:
 
     def _on_fast_done(self, request: FastRequest, outcome: Outcome, live: bool = False) -> None:
         self._curves.flush()
-        self.display.finish(outcome)
         result = outcome.value
+        swapped = self.swap.apply(self.display.viewer, result.store) if outcome.ok else None
+        if swapped:  # a live round on the same grid: the layers now read the new store
+            self.display.store, self.display.layers = result.store, swapped
+        else:
+            self.display.finish(outcome)
         if outcome.ok:
             if not live:
                 self._fast = request
@@ -203,6 +209,7 @@ class FastModeMixin:
         if self.refiner is None or self._fast is None:
             self.set_status("live: click Fine-tune once (fast mode) to build the feature cache")
             return False
+        previous = self.display.store
         try:
             _, painted = self.painted()
             self._begin_display()
@@ -210,9 +217,15 @@ class FastModeMixin:
             self.set_status(f"live: {exc}")
             return False
         labels = np.array(painted.labels, copy=True)
-        refiner, request = self.refiner, self._fast
+        refiner, request, swap = self.refiner, self._fast, self.swap
+
+        def live_round(token: Any) -> Generator[Any, None, Any]:
+            result = yield from refiner.run(labels, painted.downsample, token)
+            swap.prepare(result.store, previous)  # opened here, not on the GUI thread
+            return result
+
         return self._runner.start(
-            lambda token: refiner.run(labels, painted.downsample, token),
+            live_round,
             "Live refinement",
             on_done=lambda outcome: self._on_fast_done(request, outcome, live=True),
         )
