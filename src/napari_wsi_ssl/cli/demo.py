@@ -35,12 +35,6 @@ from ..vocab import Budget, BudgetUnit, Mode, Preset, Task
 from ._pixels import add_slide_mpp, require_pixel_size
 from ._progress import drive
 
-#: The demo's head: a small MLP, more steps and stronger weight decay than the GUI's linear
-#: default. From 30 strokes per class on the 4096 px slide (150 pretraining steps), it mapped the
-#: tumour with Dice 0.88-0.90 over three stroke seeds, where the linear default gave 0.71
-#: (and 0.48 from 12 strokes): with few strokes, the regularised head generalises better.
-DEMO_HEAD: dict[str, Any] = {"kind": "mlp", "steps": 300, "weight_decay": 1e-2}
-
 
 def _budget(steps: int, minutes: float | None) -> Budget:
     """The minutes when they are given, else the steps (which have a default)."""
@@ -152,7 +146,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         pretrained,
                         ckpt_dir,
                         FeatureConfig(slide_mpp=args.slide_mpp, device=args.device),
-                        head_config=HeadConfig(**DEMO_HEAD),
+                        head_config=HeadConfig(),  # the default, the regularised MLP
                         head_path=ckpt_dir / "head.pt",
                         cache_dir=out / "predictions",
                     ),
