@@ -53,23 +53,15 @@ def test_config_and_data_errors() -> None:
 
 def test_markdown_table_shape() -> None:
     rows = [
-        {
-            "fraction": 0.1,
-            "mode": "scratch",
-            "folds": 2,
-            "n_labelled": 5,
-            "precision": 0.5,
-            "precision_sd": 0.1,
-        }
-        | {k: 0.5 for k in ("recall", "f1", "accuracy")}
-        | {f"{k}_sd": 0.0 for k in ("recall", "f1", "accuracy")}
-        | {"auc": None, "auc_sd": None}
+        {"fraction": 0.1, "mode": "scratch", "objective": "none", "folds": 2, "n_labelled": 5}
+        | {"auc": 0.5, "auc_sd": 0.1, "auc_ci": [0.4, 0.6]}
+        | {"balanced_accuracy": None, "balanced_accuracy_sd": None}
+        | {"threshold": 0.3, "threshold_sd": 0.0}
     ]
     lines = markdown_table(rows).strip().splitlines()
     assert len(lines) == 3
-    assert lines[2].startswith("| 10% | 5 | scratch | 2 | 0.500 ± 0.100") and lines[2].endswith(
-        "n/a |"
-    )
+    assert lines[2].startswith("| 10% | 5 | scratch | none | 2 | 0.500 ± 0.100 [0.400, 0.600]")
+    assert lines[2].endswith("| n/a | 0.300 ± 0.000 |")
 
 
 def test_tiny_study_end_to_end(tmp_path: Path, shared_data: Path) -> None:
@@ -89,12 +81,12 @@ def test_tiny_study_end_to_end(tmp_path: Path, shared_data: Path) -> None:
     assert data["n_patches"] == 40 and data["n_test"] == 8
     assert {r["mode"] for r in data["runs"]} == {"full", "scratch"}
     for run in data["runs"]:
-        assert set(run) >= {"precision", "recall", "f1", "accuracy", "auc", "n_labelled", "fold"}
-        assert 0.0 <= run["accuracy"] <= 1.0
+        assert set(run) >= {"balanced_accuracy", "f1", "auc", "threshold", "n_labelled", "fold"}
+        assert 0.0 <= run["accuracy"] <= 1.0 and run["objective"] == ("l1" if run["mode"] == "full" else "none")
     assert len(data["summary"]) == 2 * 2 and all(row["folds"] == 2 for row in data["summary"])
     table = (out / "study.md").read_text().strip().splitlines()
     assert len([line for line in table if line.startswith("| ") and "%" in line]) == 4
-    for metric in ("f1", "auc", "accuracy"):
+    for metric in ("auc", "balanced_accuracy"):
         assert (out / f"study_{metric}.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "pretrained.pt").is_file()
     assert not (out / "work").exists()

@@ -1,9 +1,11 @@
 """``wsi-ssl study``: label-efficiency study, with and without self-supervised pretraining.
 
-Pretrains once on the training pool (labels hidden), then fine-tunes ``full``,
-``frozen-encoder`` and ``scratch`` for each label fraction and fold, and scores a held-out test
-set. Writes ``study.md`` (table), ``study.json`` and ``study_<metric>.png`` to ``-o OUT_DIR``.
-Running again with the same folder and settings resumes an interrupted study.
+Pretrains once per objective on the training pool (labels hidden), then runs each mode
+(``full``, ``frozen-encoder`` and ``scratch`` fine-tuning, the ``fast`` head and the linear
+``probe`` on frozen features) for each label fraction and repeat, and scores a test set: another
+folder (``--test``) or a held-out share of the patches. Writes ``study.md`` (table),
+``study.json``, ``scores/`` and ``study_<metric>.png`` to ``-o OUT_DIR``. Running again with the
+same folder and settings resumes an interrupted study.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..evaluation.study import StudyConfig, iter_study, markdown_table
+from ..evaluation.study import NONE, STUDY_MODES, StudyConfig, iter_study
+from ..evaluation.study_report import comparison_table, markdown_table
 from ..vocab import Budget, Mode, Objective, Preset
 from ._progress import drive
 
@@ -38,9 +41,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fractions", type=_floats, default=(0.01, 0.03, 0.1, 0.3, 1.0), help="label fractions"
     )
-    parser.add_argument("--folds", type=int, default=5)
     parser.add_argument(
-        "--modes", type=_names, default=Mode.values(), help=f"of {', '.join(Mode.values())}"
+        "--test",
+        type=Path,
+        metavar="PATCHES",
+        help="score on this labelled folder; every patch of the first is then the pool",
+    )
+    parser.add_argument("--folds", type=int, default=5, help="folds, or seeds with --test")
+    parser.add_argument(
+        "--modes", type=_names, default=Mode.values(), help=f"of {', '.join(STUDY_MODES)}"
     )
     parser.add_argument(
         "--test-fraction", type=float, default=0.2, help="held-out test share of the patches"
@@ -61,6 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=Objective.L1.value,
         choices=Objective.values(),
         help="pretraining objective (see wsi-ssl pretrain --help)",
+    )
+    parser.add_argument(
+        "--objectives",
+        type=_names,
+        default=(),
+        help=f"several, compared in one run, of {NONE} (untrained), {', '.join(Objective.values())}",
     )
     parser.add_argument("--pretrain-epochs", type=int)
     parser.add_argument("--pretrain-steps", type=int)
@@ -88,6 +103,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         batch_size=args.batch_size,
         pretrain_budget=Budget.of(args.pretrain_epochs, args.pretrain_steps, args.pretrain_minutes),
         objective=args.objective,
+        objectives=args.objectives,
+        test=None if args.test is None else str(args.test),
         pretrained=None if args.pretrained is None else str(args.pretrained),
         finetune_budget=Budget.of(args.finetune_epochs, args.finetune_steps, args.finetune_minutes),
         device=args.device,
@@ -95,5 +112,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     result: dict[str, Any] = drive(iter_study(args.patches, args.out, config), "study")
     print(markdown_table(result["summary"]), end="")
+    print(comparison_table(result["comparison"]), end="")
     print(f"table: {result['table']}\njson: {result['json']}")
     return result

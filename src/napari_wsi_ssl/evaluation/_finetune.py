@@ -14,14 +14,19 @@ if TYPE_CHECKING:
 
 
 def pretrain_patches(
-    folder: Path, out: Path, config: StudyConfig, cancel: CancelToken | None = None
+    folder: Path,
+    out: Path,
+    config: StudyConfig,
+    cancel: CancelToken | None = None,
+    objective: str | None = None,
 ) -> Generator[Any, None, Path]:
-    """Reconstruction pretraining on every image of ``folder`` (labels are not read)."""
+    """Pretraining on every image of ``folder`` (labels are not read) with ``objective``
+    (the config's by default)."""
     from ..training import PretrainConfig, pretrain  # torch: evaluation stays light to import
 
     cfg = PretrainConfig(
         preset=config.preset,
-        objective=config.objective,
+        objective=objective or config.objective,
         width=config.width,
         mpp=None,
         patch_size=config.patch_size or _image_size(folder),
@@ -42,10 +47,11 @@ def finetune_patches(
     config: StudyConfig,
     seed: int,
     cancel: CancelToken | None = None,
+    val_fraction: float = 0.2,
 ) -> Generator[Any, None, Path]:
     """Fine-tune a patch classifier on ``train_dir`` (an ImageFolder) for a fixed budget.
 
-    Fine-tuning holds out 20% of the labelled patches itself and keeps the weights of the
+    Fine-tuning holds out ``val_fraction`` of the labelled patches itself and keeps the weights of the
     epoch with the lowest validation loss, as a user with that many labels would.
     """
     from ..training import FinetuneConfig, FinetuneData, finetune  # torch: stays light to import
@@ -58,7 +64,7 @@ def finetune_patches(
         patch_size=config.patch_size or _image_size(train_dir),
         batch_size=config.batch_size,
         budget=config.finetune_budget or FinetuneConfig.budget,
-        val_fraction=0.2,
+        val_fraction=val_fraction,
         # the feature cache of training cannot take an empty validation set (tiny label sets)
         cache_features=False,
         device=config.device,

@@ -2,20 +2,29 @@
 
 Protocol (paper 2's table, paper 1's comparison), on any labelled patch folder:
 
-1. Split the patches, stratified by class, into a held-out test set (``test_fraction``) and a
-   training pool. The test set is never seen by pretraining or fine-tuning.
-2. Pretrain once on the training pool with its labels hidden (reconstruction).
-3. Split the pool into ``folds`` stratified folds. For each fold ``k`` the other folds form the
-   training set (fold ``k`` is left out, so the k training sets differ as in cross-validation);
-   for each label fraction a stratified subset of that training set (at least
-   ``min_per_class`` per class) is labelled. Fine-tuning holds out 20% of those labels to pick
-   its best epoch.
-4. Fine-tune each mode on it: ``full`` and ``frozen-encoder`` from the pretrained weights,
-   ``scratch`` from random weights. Score the held-out test set.
-5. Report precision, recall, F1, accuracy and AUC as mean ± sd over the folds.
+1. The test set: with ``test`` (another labelled folder), all of it, and the folder's patches
+   are the pool; without, a stratified ``test_fraction`` of the folder, the rest the pool. The
+   test patches are never seen by pretraining, fine-tuning or the choice of a threshold.
+2. Pretrain once per objective on the pool with its labels hidden (each objective its own
+   checkpoint in the output folder, reused when there).
+3. Repeats: with ``test``, ``folds`` seeds each draw a stratified labelled subset of the whole
+   pool per fraction; without, the pool is split into ``folds`` stratified folds and fold ``k``
+   is left out of repeat ``k``'s training set (cross-validation). A labelled subset keeps
+   ``round(fraction * n_class)`` patches per class (at least ``min_per_class``), nested across
+   fractions.
+4. Each mode on it (``study_arms``): ``full`` and ``frozen-encoder`` fine-tuning from the
+   pretrained weights, ``scratch`` from random weights, ``fast`` (the fast mode's light head on
+   frozen pooled features) and ``probe`` (a logistic regression on them). Each holds out 20 % of
+   its labels to choose the threshold of its predictions (best balanced accuracy there).
+5. Report AUC and the threshold metrics on the test set as mean ± sd over repeats, with
+   bootstrap intervals over test patches (``study_report``).
 
-Results are written after every run (``study.json``), so an interrupted study resumes where it
-stopped when run again with the same output folder and settings.
+Objective ``none`` is the untrained encoder: its ``fast``/``probe`` rows are the baseline of the
+cheap arms, and ``scratch`` (listed under ``none``) is the baseline of fine-tuning.
+
+Results are written after every run (``study.json``, test probabilities in ``scores/``), so an
+interrupted study resumes where it stopped when run again with the same output folder and
+settings.
 """
 
 from __future__ import annotations
@@ -31,18 +40,22 @@ from typing import Any
 
 import numpy as np
 
-from .. import metrics
-from .._atomic import atomic_write_text
 from ..errors import AnnotationError, CancelledError, WsiSslError
 from ..events import CancelToken, Log, Progress, run_to_end
 from ..vocab import Budget, Mode, Objective, Preset
-from . import plots
+from . import study_arms as arms
 from ._common import _check, clean
-from ._finetune import finetune_patches, pretrain_patches
+from ._finetune import pretrain_patches
 from .data import PatchSet, load_patches, read_patch_folder
-from .report import predict_patch_probs
+from .study_report import markdown_table, write_outputs
 
-METRICS = ("precision", "recall", "f1", "accuracy", "auc")
+__all__ = ["StudyConfig", "iter_study", "labelled_subset", "markdown_table", "run_study"]
+
+#: The untrained encoder, compared with every pretraining objective.
+NONE = "none"
+#: Arms on frozen features: cheap, computed from one feature pass per encoder.
+FEATURE_MODES = ("fast", "probe")
+STUDY_MODES = (*Mode.values(), *FEATURE_MODES)
 
 
 @dataclass(frozen=True)
@@ -50,8 +63,11 @@ class StudyConfig:
     """Settings of a label-efficiency study.
 
     Budgets: ``pretrain_budget`` and ``finetune_budget``; with none, the training defaults
-    apply (the papers' 200 and 80 epochs). ``objective`` is the pretraining objective
-    (``vocab.Objective``); a study per objective compares them.
+    apply (the papers' 200 and 80 epochs). ``objectives`` are the pretraining objectives
+    compared (``vocab.Objective`` names or ``"none"``), ``objective`` alone when empty.
+    ``test`` is a labelled folder scored instead of a share of the patches; ``folds`` is then
+    the number of seeds. ``patch_size`` crops training patches at random and test patches at
+    their centre.
     """
 
     fractions: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -65,9 +81,11 @@ class StudyConfig:
     batch_size: int = 32
     pretrain_budget: Budget | None = None
     objective: str = Objective.L1.value
+    objectives: tuple[str, ...] = ()
     finetune_budget: Budget | None = None
     limit: int | None = None
     pretrained: str | None = None
+    test: str | None = None
     device: str = "auto"
     seed: int = 0
 
@@ -75,14 +93,16 @@ class StudyConfig:
         if not self.fractions or any(not 0 < f <= 1 for f in self.fractions):
             raise WsiSslError(f"label fractions must lie in (0, 1], got {self.fractions}")
         if self.folds < 2:
-            raise WsiSslError(f"a study needs at least 2 folds, got {self.folds}")
-        unknown = set(self.modes) - set(Mode.values())
+            raise WsiSslError(f"a study needs at least 2 folds or seeds, got {self.folds}")
+        unknown = set(self.modes) - set(STUDY_MODES)
         if unknown or not self.modes:
             raise WsiSslError(
-                f"unknown modes {sorted(unknown)}", hint=f"choose among {', '.join(Mode.values())}"
+                f"unknown modes {sorted(unknown)}", hint=f"choose among {', '.join(STUDY_MODES)}"
             )
-        object.__setattr__(self, "modes", tuple(Mode(m).value for m in self.modes))
         object.__setattr__(self, "objective", Objective.check(self.objective, "objective"))
+        names = tuple(self.objectives) or (self.objective,)
+        checked = tuple(o if o == NONE else Objective.check(o, "objective") for o in names)
+        object.__setattr__(self, "objectives", tuple(dict.fromkeys(checked)))
         if not 0 < self.test_fraction < 1:
             raise WsiSslError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
 
@@ -145,88 +165,36 @@ def _link_folder(root: Path, patches: PatchSet, indices: np.ndarray, labelled: b
     return root
 
 
-def _summarise(runs: list[dict[str, Any]], config: StudyConfig) -> list[dict[str, Any]]:
-    rows = []
+def pretrained_path(out: Path, objective: str, config: StudyConfig) -> Path | None:
+    """The encoder of ``objective``: None for ``none``, else its checkpoint in ``out``."""
+    if objective == NONE:
+        return None
+    if config.pretrained and len(config.objectives) == 1:
+        return Path(config.pretrained)
+    # each objective its own file: a study rerun in ``out`` with another objective retrains
+    return out / ("pretrained.pt" if objective == Objective.L1 else f"pretrained-{objective}.pt")
+
+
+def study_plan(config: StudyConfig) -> list[tuple[str, float, int, str]]:
+    """(objective, fraction, repeat, mode) of every run: the cheap arms first, then by fraction.
+
+    ``scratch`` is run once, under ``none``; fine-tuning from ``none`` would be ``scratch``.
+    """
+    plan = []
     for fraction in config.fractions:
-        for mode in config.modes:
-            done = [r for r in runs if r["fraction"] == fraction and r["mode"] == mode]
-            if not done:
-                continue
-            row: dict[str, Any] = {"fraction": fraction, "mode": mode, "folds": len(done)}
-            row["n_labelled"] = int(np.mean([r["n_labelled"] for r in done]))
-            for key in METRICS:
-                values = np.array(
-                    [np.nan if r[key] is None else r[key] for r in done], dtype=np.float64
-                )
-                finite = values[np.isfinite(values)]
-                row[key] = float(finite.mean()) if finite.size else None
-                row[f"{key}_sd"] = (
-                    float(finite.std(ddof=1)) if finite.size > 1 else (0.0 if finite.size else None)
-                )
-            rows.append(row)
-    return rows
-
-
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The study as a markdown table: one row per label fraction and mode, mean ± sd over folds."""
-    head = "| labelled | n | mode | folds | " + " | ".join(METRICS) + " |"
-    lines = [head, "|" + "---|" * (4 + len(METRICS))]
-    for r in rows:
-        cells = []
-        for key in METRICS:
-            mean, sd = r.get(key), r.get(f"{key}_sd")
-            cells.append("n/a" if mean is None else f"{mean:.3f} ± {sd or 0:.3f}")
-        lines.append(
-            f"| {100 * r['fraction']:g}% | {r['n_labelled']} | {r['mode']} | {r['folds']} | "
-            + " | ".join(cells)
-            + " |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def write_outputs(
-    out_dir: Path, state: dict[str, Any], config: StudyConfig, with_plots: bool = True
-) -> dict[str, Any]:
-    """Write ``study.json``, ``study.md`` and (``with_plots``) the metric plots; return the summary."""
-    rows = _summarise(state["runs"], config)
-    state["summary"] = rows
-    atomic_write_text(out_dir / "study.json", json.dumps(clean(state), indent=2) + "\n")
-    text = f"# Label-efficiency study\n\n{markdown_table(rows)}"
-    atomic_write_text(out_dir / "study.md", text)
-    plot_paths = {}
-    for metric in ("f1", "auc", "accuracy") if with_plots else ():
-        curves = {}
-        for mode in config.modes:
-            mode_rows = [r for r in rows if r["mode"] == mode]
-            fr = [r["fraction"] for r in mode_rows]
-            if fr == [f for f in config.fractions if f in fr] and fr:
-                mean = [np.nan if r[metric] is None else r[metric] for r in mode_rows]
-                sd = [np.nan if r[f"{metric}_sd"] is None else r[f"{metric}_sd"] for r in mode_rows]
-                curves[mode] = (mean, sd)
-        fractions = sorted({r["fraction"] for r in rows})
-        if curves and all(len(c[0]) == len(fractions) for c in curves.values()):
-            plot_paths[metric] = str(
-                plots.plot_study(fractions, curves, metric, out_dir / f"study_{metric}.png")
-            )
-    return {
-        "out_dir": str(out_dir),
-        "table": str(out_dir / "study.md"),
-        "json": str(out_dir / "study.json"),
-        "plots": plot_paths,
-        "runs": len(state["runs"]),
-        "summary": rows,
-    }
-
-
-def _score(
-    checkpoint_path: Path, images: np.ndarray, labels: np.ndarray, device: str, batch_size: int
-) -> Generator[Any, None, dict[str, Any]]:
-    from ..models import load_checkpoint  # torch: evaluation stays light to import
-
-    ckpt = load_checkpoint(checkpoint_path)
-    prob = yield from predict_patch_probs(ckpt, images, device, batch_size)
-    out = metrics.classification_metrics(labels, prob)
-    return {k: out[k] for k in (*METRICS, "balanced_accuracy", "confusion")}
+        for fold in range(config.folds):
+            for objective in (NONE, *[o for o in config.objectives if o != NONE]):
+                for mode in config.modes:
+                    if mode == Mode.SCRATCH:
+                        wanted = objective == NONE
+                    elif mode in FEATURE_MODES:
+                        wanted = objective != NONE or NONE in config.objectives
+                    else:
+                        wanted = objective != NONE
+                    if not wanted:
+                        continue
+                    plan.append((objective, fraction, fold, mode))
+    return sorted(plan, key=lambda p: p[3] not in FEATURE_MODES)  # stable: fractions keep order
 
 
 def iter_study(
@@ -243,93 +211,157 @@ def iter_study(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     patches = read_patch_folder(folder, limit=config.limit, seed=config.seed)
-    test, folds = split_study(patches.labels, config)
+    if config.test is not None:
+        test_set = read_patch_folder(config.test)
+        pool = np.arange(patches.labels.size)
+        folds: list[np.ndarray] = []
+        _need_two_classes(patches.labels, config)
+        _need_two_classes(test_set.labels, config, config.test)
+        test_paths, test_labels = list(test_set.paths), test_set.labels
+    else:
+        test, folds = split_study(patches.labels, config)
+        pool = np.sort(np.concatenate(folds))
+        test_paths, test_labels = [patches.paths[i] for i in test], patches.labels[test]
     state_path = out / "study.json"
     state: dict[str, Any] = {"config": config.to_dict(), "data": str(folder), "runs": []}
     if state_path.is_file():
         old = json.loads(state_path.read_text())
         if old.get("config") == clean(config.to_dict()) and old.get("data") == str(folder):
             state["runs"] = old.get("runs", [])
+            state["pretrain_seconds"] = old.get("pretrain_seconds", {})
             yield Log(f"resuming: {len(state['runs'])} runs already done")
+    state.setdefault("pretrain_seconds", {})
     state["n_patches"] = int(patches.labels.size)
-    state["n_test"] = int(test.size)
-    state["splits"] = {"test": test.tolist(), "folds": [f.tolist() for f in folds]}
+    state["n_pool"] = int(pool.size)
+    state["n_test"] = int(test_labels.size)
+    state["test"] = config.test
+    state["test_labels"] = test_labels.tolist()
+    if config.test is None:
+        state["splits"] = {"test": test.tolist(), "folds": [f.tolist() for f in folds]}
     work = out / "work"
-    test_images = load_patches([patches.paths[i] for i in test])
-    test_labels = patches.labels[test]
+    yield Log(f"loading {len(test_paths)} test patches")
+    test_images = arms.centre_crop(load_patches(test_paths), config.patch_size)
 
-    pool = np.sort(np.concatenate(folds))
-    # each objective its own file: a study rerun in ``out`` with another objective retrains
-    name = "pretrained" if config.objective == Objective.L1 else f"pretrained-{config.objective}"
-    pretrained = Path(config.pretrained) if config.pretrained else out / f"{name}.pt"
-    if any(m != Mode.SCRATCH for m in config.modes) and not pretrained.is_file():
-        yield Log(f"pretraining on {pool.size} unlabelled patches")
-        start = time.perf_counter()
-        pool_dir = _link_folder(work / "pool", patches, pool, labelled=False)
-        yield from pretrain_patches(pool_dir, pretrained, config, cancel)
-        state["pretrain_seconds"] = round(time.perf_counter() - start, 1)
+    encoders = {o: pretrained_path(out, o, config) for o in config.objectives}
+    if any(m != Mode.SCRATCH for m in config.modes):
+        for objective, path in encoders.items():
+            if path is None or path.is_file():
+                continue
+            _check(cancel)
+            yield Log(f"pretraining ({objective}) on {pool.size} unlabelled patches")
+            start = time.perf_counter()
+            pool_dir = _link_folder(work / "pool", patches, pool, labelled=False)
+            yield from pretrain_patches(pool_dir, path, config, cancel, objective)
+            _check(cancel)
+            state["pretrain_seconds"][objective] = round(time.perf_counter() - start, 1)
 
-    plan = [(f, k, m) for f in config.fractions for k in range(config.folds) for m in config.modes]
-    done = {(r["fraction"], r["fold"], r["mode"]) for r in state["runs"]}
+    plan = study_plan(config)
+    done = {(r["objective"], r["fraction"], r["fold"], r["mode"]) for r in state["runs"]}
+    ctx = _Context(patches, pool, folds, encoders, test_images, test_labels, work, out, config)
     try:
-        yield from _run_plan(
-            plan,
-            done,
-            patches,
-            folds,
-            pretrained,
-            test_images,
-            test_labels,
-            work,
-            out,
-            state,
-            config,
-            cancel,
-        )
+        for i, step in enumerate(plan):
+            _check(cancel)
+            if step in done:
+                continue
+            yield Progress(
+                i, len(plan), message="{3}, {0}, {1:.0%} labels, repeat {2}".format(*step)
+            )
+            run = yield from _one_run(ctx, *step, cancel)
+            _check(cancel)  # training returns early on cancel: never score a half-trained model
+            state["runs"].append(clean(run))
+            write_outputs(out, state, config, final=False)
     except CancelledError:
-        write_outputs(out, state, config)
+        write_outputs(out, state, config, final=False)
         raise
     yield Progress(len(plan), len(plan), message="done")
     shutil.rmtree(work, ignore_errors=True)
+    yield Log("bootstrap intervals and plots")
     return write_outputs(out, state, config)
 
 
-def _run_plan(
-    plan: list[tuple[float, int, str]],
-    done: set[tuple[float, int, str]],
-    patches: PatchSet,
-    folds: list[np.ndarray],
-    pretrained: Path,
-    test_images: np.ndarray,
-    test_labels: np.ndarray,
-    work: Path,
-    out: Path,
-    state: dict[str, Any],
-    config: StudyConfig,
+def _need_two_classes(labels: np.ndarray, config: StudyConfig, where: str | None = None) -> None:
+    counts = np.bincount(labels)
+    if (counts > 0).sum() < 2 or counts[counts > 0].min() < config.min_per_class:
+        raise AnnotationError(
+            f"a study needs two classes with at least {config.min_per_class} patches each, "
+            f"got {counts.tolist()}",
+            where,
+        )
+
+
+@dataclass
+class _Context:
+    patches: PatchSet
+    pool: np.ndarray
+    folds: list[np.ndarray]
+    encoders: dict[str, Path | None]
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    work: Path
+    out: Path
+    config: StudyConfig
+    pool_images: np.ndarray | None = None
+    features: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
+
+    def train_set(self, fold: int) -> np.ndarray:
+        if not self.folds:  # a test folder: every repeat draws from the whole pool
+            return self.pool
+        return np.sort(np.concatenate([f for j, f in enumerate(self.folds) if j != fold]))
+
+    def encoder_features(
+        self, objective: str
+    ) -> Generator[Any, None, tuple[np.ndarray, np.ndarray]]:
+        if objective not in self.features:
+            if self.pool_images is None:
+                yield Log(f"loading {self.pool.size} pool patches")
+                images = load_patches([self.patches.paths[i] for i in self.pool])
+                self.pool_images = arms.centre_crop(images, self.config.patch_size)
+            path = self.out / "features" / f"{objective}.npz"
+            path.parent.mkdir(exist_ok=True)
+            self.features[objective] = yield from arms.cached_features(
+                path, self.encoders[objective], self.pool_images, self.test_images, self.config
+            )
+        return self.features[objective]
+
+
+def _one_run(
+    ctx: _Context,
+    objective: str,
+    fraction: float,
+    fold: int,
+    mode: str,
     cancel: CancelToken | None,
-) -> Generator[Any, None, None]:
-    for i, (fraction, fold, mode) in enumerate(plan):
-        _check(cancel)
-        if (fraction, fold, mode) in done:
-            continue
-        train = np.sort(np.concatenate([f for j, f in enumerate(folds) if j != fold]))
-        labelled = labelled_subset(patches.labels, train, fraction, config, fold)
-        yield Progress(i, len(plan), message=f"{mode}, {100 * fraction:g}% labels, fold {fold + 1}")
-        train_dir = _link_folder(work / "train", patches, labelled)
-        ckpt = work / "run.pt"
-        ckpt.unlink(missing_ok=True)  # never resume from the previous run's checkpoint
-        start = time.perf_counter()
-        init = None if mode == Mode.SCRATCH else pretrained
-        seed = config.seed * 1000 + fold
-        yield from finetune_patches(train_dir, init, mode, ckpt, config, seed, cancel)
-        _check(cancel)  # training returns early on cancel: never score a half-trained model
-        seconds = time.perf_counter() - start
-        scores = yield from _score(ckpt, test_images, test_labels, config.device, config.batch_size)
-        run = {"fraction": fraction, "fold": fold, "mode": mode, "n_labelled": int(labelled.size)}
-        run.update(scores)
-        run["finetune_seconds"] = round(seconds, 1)
-        state["runs"].append(clean(run))
-        write_outputs(out, state, config, with_plots=False)  # plots once, at the end
+) -> Generator[Any, None, dict[str, Any]]:
+    config = ctx.config
+    labels = ctx.patches.labels
+    labelled = labelled_subset(labels, ctx.train_set(fold), fraction, config, fold)
+    seed = config.seed * 1000 + fold
+    start = time.perf_counter()
+    if mode in FEATURE_MODES:
+        f_pool, f_test = yield from ctx.encoder_features(objective)
+        where = np.searchsorted(ctx.pool, labelled)  # the pool is sorted
+        prob, threshold = arms.fast_arm(
+            f_pool[where], labels[labelled], f_test, seed, probe=mode == "probe"
+        )
+    else:
+        train_dir = _link_folder(ctx.work / "train", ctx.patches, labelled)
+        init = ctx.encoders.get(objective)
+        prob, threshold = yield from arms.finetune_arm(
+            train_dir, init, mode, ctx.work, ctx.test_images, config, seed, cancel
+        )
+        if cancel is not None and cancel.cancelled:
+            return {}
+    seconds = time.perf_counter() - start
+    scores = ctx.out / "scores"
+    scores.mkdir(exist_ok=True)
+    name = f"{objective}_{mode}_{fraction:g}_{fold}.npy"
+    np.save(scores / name, prob.astype(np.float32))
+    run = {"objective": objective, "fraction": fraction, "fold": fold, "mode": mode}
+    run["n_labelled"] = int(labelled.size)
+    run.update(arms.scores_at(ctx.test_labels, prob, threshold))
+    run["scores"] = f"scores/{name}"
+    run["seconds"] = round(seconds, 1)
+    return run
 
 
 def run_study(
