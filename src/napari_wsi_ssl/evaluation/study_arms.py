@@ -136,7 +136,7 @@ def encoder_features(
         model = load_checkpoint(checkpoint).model
     batch = max(config.batch_size, 64)
 
-    def run(part: np.ndarray) -> torch.Tensor:
+    def run(part: np.ndarray) -> list[torch.Tensor]:
         x = torch.from_numpy(part).permute(0, 3, 1, 2).float().div_(255.0)
         return model.forward_features(x)  # type: ignore[no-any-return]
 

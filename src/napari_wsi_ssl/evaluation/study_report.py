@@ -70,7 +70,8 @@ def weighted_balanced_accuracy(
 ) -> np.ndarray:
     """Balanced accuracy at ``threshold`` under each row of patch weights ``w``."""
     hit = (prob >= threshold) == (y == 1)
-    rates = [(w * (hit & (y == c))).sum(1) / (w * (y == c)).sum(1) for c in (0, 1)]
+    with np.errstate(invalid="ignore", divide="ignore"):  # a resample without a class: NaN
+        rates = [(w * (hit & (y == c))).sum(1) / (w * (y == c)).sum(1) for c in (0, 1)]
     return (rates[0] + rates[1]) / 2  # type: ignore[no-any-return]
 
 
@@ -182,8 +183,9 @@ def comparison_table(entries: list[dict[str, Any]]) -> str:
     for e in entries:
         cells = []
         for ref in ("l1", "scratch"):
-            g, ci = e.get(f"gap_{ref}"), e.get(f"gap_{ref}_ci")
-            cells.append("n/a" if g is None else f"{g:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]")
+            g, ci = e.get(f"gap_{ref}"), e.get(f"gap_{ref}_ci") or [None, None]
+            text = "n/a" if g is None else f"{g:+.3f}"
+            cells.append(text if ci[0] is None else f"{text} [{ci[0]:+.3f}, {ci[1]:+.3f}]")
         lines.append(
             f"| {e['objective']} | {e['mode']} | {100 * e['fraction']:g}% | "
             f"{cells[0]} | {cells[1]} | {'yes' if e['helps'] else 'no'} |"
@@ -231,7 +233,7 @@ def plot_curves(rows: list[dict[str, Any]], metric: str, path: Path) -> Path | N
 
 
 def write_outputs(
-    out_dir: Path, state: dict[str, Any], config: StudyConfig, final: bool = True
+    out_dir: Path, state: dict[str, Any], config: StudyConfig | None = None, final: bool = True
 ) -> dict[str, Any]:
     """Write ``study.json`` and ``study.md`` (and, ``final``, the intervals, the comparison and
     the plots); return the summary."""
