@@ -205,9 +205,11 @@ def plot_curves(rows: list[dict[str, Any]], metric: str, path: Path) -> Path | N
     fig = plots._figure(4.0 * max(1, len(modes)), 3.8)
     axes = [fig.add_subplot(1, max(1, len(modes)), k + 1) for k in range(max(1, len(modes)))]
     for ax, mode in zip(axes, modes or ["scratch"], strict=True):
-        lines = {("scratch", "none"): scratch}
+        lines: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        if scratch:
+            lines[("scratch", "none")] = scratch
         for r in rows:
-            if r["mode"] == mode:
+            if r["mode"] == mode != "scratch":
                 lines.setdefault((mode, r["objective"]), []).append(r)
         for (m, objective), line in lines.items():
             line = sorted(line, key=lambda r: r["fraction"])
