@@ -74,6 +74,12 @@ class Objective(Choice):
     CROSS_STAIN = "cross-stain"
 
 
+#: What ``wsi-ssl pretrain`` and the Pretrain dock use unless told: the objective that the
+#: label-efficiency study (docs/results.md) found best at 10 % labels and below, for the fast
+#: head on frozen features. The papers' pixel L1 stays ``--objective l1``.
+DEFAULT_OBJECTIVE = Objective.MIM.value
+
+
 class ColourAugment(Choice):
     """Training's colour augmentation: HED stain jitter (the default), RGB colour jitter or none."""
 

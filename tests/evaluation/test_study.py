@@ -82,7 +82,9 @@ def test_tiny_study_end_to_end(tmp_path: Path, shared_data: Path) -> None:
     assert {r["mode"] for r in data["runs"]} == {"full", "scratch"}
     for run in data["runs"]:
         assert set(run) >= {"balanced_accuracy", "f1", "auc", "threshold", "n_labelled", "fold"}
-        assert 0.0 <= run["accuracy"] <= 1.0 and run["objective"] == ("l1" if run["mode"] == "full" else "none")
+        assert 0.0 <= run["accuracy"] <= 1.0 and run["objective"] == (
+            "l1" if run["mode"] == "full" else "none"
+        )
     assert len(data["summary"]) == 2 * 2 and all(row["folds"] == 2 for row in data["summary"])
     table = (out / "study.md").read_text().strip().splitlines()
     assert len([line for line in table if line.startswith("| ") and "%" in line]) == 4

@@ -51,9 +51,7 @@ def test_weighted_bootstrap_equals_resampling() -> None:
         assert auc[k] == pytest.approx(metrics.roc_auc(y[idx], prob[idx]), abs=1e-6)
         expected = metrics.balanced_accuracy(y[idx], (prob[idx] >= 0.5).astype(int))
         assert bacc[k] == pytest.approx(expected, abs=1e-6)
-    assert weighted_auc(y, prob, np.ones((1, y.size)))[0] == pytest.approx(
-        metrics.roc_auc(y, prob)
-    )
+    assert weighted_auc(y, prob, np.ones((1, y.size)))[0] == pytest.approx(metrics.roc_auc(y, prob))
 
 
 def test_threshold_is_chosen_on_validation_patches() -> None:

@@ -119,7 +119,7 @@ def test_hed_matches_skimage_and_augmentation_keeps_range(pcam_few: Path) -> Non
 def test_augment_and_objective_settings() -> None:
     assert augment_for(True) is HED_AUGMENT and augment_for("hed") is HED_AUGMENT
     assert augment_for("rgb") == Augment() and augment_for(False) is NO_AUGMENT
-    assert PretrainConfig().augment == "hed" and PretrainConfig().objective == "l1"
+    assert PretrainConfig().augment == "hed" and PretrainConfig().objective == "mim"
     assert FinetuneConfig(augment=False).augment == "none"
     assert PretrainConfig(augment="rgb").to_dict()["augment"] == "rgb"
     with pytest.raises(TrainingError, match="objective"):

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import recent
 from ..events import Progress
-from ..vocab import Budget, ColourAugment, Objective, Preset
+from ..vocab import DEFAULT_OBJECTIVE, Budget, ColourAugment, Objective, Preset
 from ._pixels import add_slide_mpp, require_pixel_size
 from ._progress import drive
 
@@ -47,10 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default=Preset.RESNET34_AE.value, choices=Preset.values())
     parser.add_argument(
         "--objective",
-        default=Objective.L1.value,
+        default=DEFAULT_OBJECTIVE,
         choices=Objective.values(),
         help="what the model reconstructs from: l1 (the clean patch, the papers'), mim (masked "
-        "squares), stain (stain-jittered, noisy patch), cross-stain (one stain layer)",
+        "squares; the default), stain (stain-jittered, noisy patch), cross-stain (one stain layer)",
     )
     parser.add_argument(
         "--augment",

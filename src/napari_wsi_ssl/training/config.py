@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import TrainingError
 from ..patches.augment import AUGMENTS, augment_name
-from ..vocab import Budget, Mode, Objective, Preset, Task
+from ..vocab import DEFAULT_OBJECTIVE, Budget, Mode, Objective, Preset, Task
 
 
 @dataclass(frozen=True)
@@ -19,13 +19,13 @@ class PretrainConfig:
     grid patch over tissue of every slide (at most ``patches_per_slide``), or every image of a
     patch folder. ``epochs``/``steps``/``minutes`` are shorthands that build ``budget``.
     ``objective`` is what the model learns from (``vocab.Objective``: ``"l1"``, the papers' pixel
-    L1, ``"mim"``, ``"stain"`` or ``"cross-stain"``); ``augment`` is the colour augmentation
+    L1, ``"mim"`` (the default, ``vocab.DEFAULT_OBJECTIVE``), ``"stain"`` or ``"cross-stain"``); ``augment`` is the colour augmentation
     (``"hed"`` stain jitter, ``"rgb"`` paper 2's colour jitter or ``"none"``; ``True`` is
     ``"hed"``), always with the 8 dihedral transforms unless ``"none"``.
     """
 
     preset: str = Preset.RESNET34_AE.value
-    objective: str = Objective.L1.value
+    objective: str = DEFAULT_OBJECTIVE
     width: int = 64
     mpp: float | None = 1.0
     slide_mpp: float | None = None  # the slides' own µm/px, where their files lack it

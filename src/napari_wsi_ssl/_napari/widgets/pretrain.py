@@ -21,7 +21,7 @@ from napari.utils.notifications import show_error, show_info
 
 from ...errors import SlideError
 from ...events import CancelToken, Preview, Progress
-from ...vocab import Budget, BudgetUnit, Objective, Preset
+from ...vocab import DEFAULT_OBJECTIVE, Budget, BudgetUnit, Objective, Preset
 from ._annotations import is_slide_layer, slide_layers
 from ._base import DockBase, layer_choices, optional_path, preload_compute
 from ._plot import CurveCanvas, ImageStrip, plot_progress
@@ -93,8 +93,8 @@ class PretrainWidget(DockBase):
         self._objective = ComboBox(
             label="objective",
             choices=list(Objective.values()),
-            value=Objective.L1.value,
-            tooltip="l1: the papers' pixel reconstruction; mim: masked-image modelling; "
+            value=DEFAULT_OBJECTIVE,
+            tooltip="l1: the papers' pixel reconstruction; mim: masked-image modelling (the default); "
             "stain, cross-stain: stain-aware (docs/training.md)",
         )
         self._mpp = FloatSpinBox(label="mpp (µm/px)", value=1.0, min=0.1, max=32.0, step=0.25)
