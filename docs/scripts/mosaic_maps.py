@@ -9,7 +9,8 @@ normal) and each run's tumour map, titled with its per-patch AUC from ``results.
 
 Usage, from the repository root:
     .venv/bin/python docs/scripts/mosaic_maps.py untrained untrained16.pt --width 16
-    .venv/bin/python docs/scripts/mosaic_maps.py figure OUT_DIR RUN [RUN ...] -o maps.png
+    .venv/bin/python docs/scripts/mosaic_maps.py figure OUT_DIR RUN [RUN ...] -o maps.png \
+        [--names NAME ...]
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def _map(work: Path) -> np.ndarray:
     return np.asarray(root["tumour"]["0"][:], np.float32) / 255.0
 
 
-def figure(out: Path, runs: list[str], png: Path, side: int) -> None:
+def figure(out: Path, runs: list[str], png: Path, side: int, names: list[str] | None) -> None:
     import tifffile
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -58,11 +59,11 @@ def figure(out: Path, runs: list[str], png: Path, side: int) -> None:
     truth[mask == 1] = (220, 40, 40)
     truth[mask == 2] = (40, 190, 80)
     panels = [("test mosaic (held out)", image, None), ("known centres", truth, None)]
-    for run in runs:
+    for k, run in enumerate(runs):
         work = out / run.replace(":", "_").replace("/", "_").replace("@", "_")
         auc = results[run]["auc_test"]
         lo, hi = results[run]["auc_test_95"]
-        name = run.split(":", 1)[-1].rsplit("/", 1)[-1]
+        name = names[k] if names else run.split(":", 1)[-1].rsplit("/", 1)[-1]
         panels.append((f"{name}: AUC {auc:.3f} ({lo:.3f}-{hi:.3f})", _map(work), "magma"))
     fig = Figure(figsize=(3.2 * len(panels), 3.6))
     FigureCanvasAgg(fig)
@@ -94,11 +95,12 @@ def main() -> None:
     f.add_argument("runs", nargs="+")
     f.add_argument("-o", "--png", type=Path, required=True)
     f.add_argument("--side", type=int, default=36)
+    f.add_argument("--names", nargs="+", help="a title for each run")
     args = ap.parse_args()
     if args.cmd == "untrained":
         untrained(args.path, args.width)
     else:
-        figure(args.out, args.runs, args.png, args.side)
+        figure(args.out, args.runs, args.png, args.side, args.names)
 
 
 if __name__ == "__main__":

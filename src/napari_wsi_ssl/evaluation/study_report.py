@@ -26,6 +26,8 @@ INTERVALS = ("auc", "balanced_accuracy")
 #: What "helps" means: at least this much AUC above both ``l1`` and ``scratch``.
 MARGIN = 0.03
 BOOTSTRAP = 1000
+#: Objectives in the plots' order; each keeps its colour in every panel.
+ORDER = ("none", "l1", "mim", "stain", "cross-stain")
 
 
 def _cells(runs: list[dict[str, Any]]) -> dict[tuple[str, str, float], list[dict[str, Any]]]:
@@ -211,7 +213,12 @@ def plot_curves(rows: list[dict[str, Any]], metric: str, path: Path) -> Path | N
         for r in rows:
             if r["mode"] == mode != "scratch":
                 lines.setdefault((mode, r["objective"]), []).append(r)
-        for (m, objective), line in lines.items():
+
+        def rank(item: Any) -> tuple[bool, int]:
+            (m, objective), _ = item
+            return m != "scratch", ORDER.index(objective) if objective in ORDER else len(ORDER)
+
+        for (m, objective), line in sorted(lines.items(), key=rank):
             line = sorted(line, key=lambda r: r["fraction"])
             x = [100 * r["fraction"] for r in line]
             y = [np.nan if r[metric] is None else r[metric] for r in line]
@@ -220,7 +227,8 @@ def plot_curves(rows: list[dict[str, Any]], metric: str, path: Path) -> Path | N
                 err = np.abs(np.array([[c[0], c[1]] for c in ci]).T - np.array(y))  # type: ignore[index]
             else:
                 err = np.nan_to_num(np.array([r[f"{metric}_sd"] or 0 for r in line]))
-            style = {"linestyle": "--", "color": "0.4"} if m == "scratch" else {}
+            colour = f"C{ORDER.index(objective)}" if objective in ORDER else None
+            style = {"linestyle": "--", "color": "0.4"} if m == "scratch" else {"color": colour}
             label = "scratch" if m == "scratch" else objective
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label, **style)
         ax.set_xscale("log")
