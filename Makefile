@@ -37,8 +37,11 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
+# Two passes: the tests without a window on both cores (pytest-xdist), then the napari-window
+# tests one at a time, so that their event-loop timings do not compete with other tests.
 pytest: $(VENV)/.installed
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not gui" -n 2 $(PYTEST_ARGS)
+	$(PY) -m pytest -m gui $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

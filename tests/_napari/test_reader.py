@@ -10,6 +10,8 @@ import pytest
 
 from napari_wsi_ssl._napari.reader import get_reader
 
+pytestmark = pytest.mark.gui
+
 
 def test_get_reader_returns_none_for_other_files(tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"

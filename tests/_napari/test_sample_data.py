@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.gui
+
 
 def test_sample_data_layers(
     make_napari_viewer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
