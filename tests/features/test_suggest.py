@@ -136,3 +136,13 @@ def test_suggestions_from_a_store_use_its_feature_cache(
         features=cell_features(colour_cache, 8),
     )  # fmt: skip
     assert [s.box for s in with_features] == [s.box for s in direct]
+
+
+def test_cells_of_the_last_row_and_column_end_with_the_map() -> None:
+    """A region suggested at the map's edge ends there: it never reaches beyond the slide."""
+    u = np.zeros((40, 40), np.float32)
+    u[32:, 32:] = 0.9  # the most uncertain cell is the partial one in the corner
+    out = suggest_regions(u, 2.0, (10.0, 20.0), k=1, cell=16)
+    y0, x0, y1, x1 = out[0].box
+    assert (y0, x0) == (20 + 32 * 2, 10 + 32 * 2)
+    assert (y1, x1) == (20 + 40 * 2, 10 + 40 * 2)

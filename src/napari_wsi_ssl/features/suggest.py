@@ -240,7 +240,10 @@ def suggest_regions(
     for flat, s in ranked:
         cy, cx = np.unravel_index(flat, unc.shape)
         y0, x0 = origin[1] + cy * side, origin[0] + cx * side
-        box = (int(y0), int(x0), int(math.ceil(y0 + side)), int(math.ceil(x0 + side)))
+        # a cell of the last row or column ends where the map ends, not beyond the slide
+        y1 = min(y0 + side, origin[1] + shape[0] * out_downsample)
+        x1 = min(x0 + side, origin[0] + shape[1] * out_downsample)
+        box = (int(y0), int(x0), int(math.ceil(y1)), int(math.ceil(x1)))
         out.append(Suggestion(box, float(s), float(unc[cy, cx]), float(tissue_frac[cy, cx])))
     return out
 
@@ -251,11 +254,15 @@ def suggest_from_store(
     labels_downsample: float = 1.0,
     tissue: tuple[np.ndarray, float] | None = None,
     k: int = 5,
-    cell: int = 32,
+    cell: int | None = None,
     representative: bool = True,
 ) -> list[Suggestion]:
     """``suggest_regions`` on the ``uncertainty`` map of a head's prediction store, with the
-    features of the cache it was made from (when that cache still exists and ``representative``)."""
+    features of the cache it was made from (when that cache still exists and ``representative``).
+
+    ``cell`` (map pixels) defaults to 32, smaller on small maps so that the shorter side holds
+    at least 8 cells: a slide region of a millimetre or two has only a few cells of 32, all of
+    them soon painted, and none left to suggest."""
     import zarr
 
     from .cache import FeatureCache
@@ -264,6 +271,8 @@ def suggest_from_store(
     attrs = root.attrs[ATTR]
     grid = attrs["feature_grid"]
     u = root["uncertainty"]["0"][:].astype(np.float32) / 255.0
+    if cell is None:
+        cell = max(4, min(32, min(u.shape) // 8))
     ox, oy = grid["origin"]
     feats = None
     cache_path = attrs.get("feature_cache")

@@ -190,6 +190,7 @@ class SuggestionTour:
         self.boxes: list[tuple[int, int, int, int]] = []
         self.next = 0
         self.slide: SlideGeometry | None = None
+        self._tissue: dict[str, tuple[np.ndarray, float]] = {}
 
     def rank(
         self,
@@ -200,7 +201,7 @@ class SuggestionTour:
         k: int = SUGGEST_K,
     ) -> int:
         """Rank the regions of ``store``'s uncertainty map and show them; returns how many."""
-        found = suggest_from_store(store, labels, labels_downsample, k=k)
+        found = suggest_from_store(store, labels, labels_downsample, tissue=self.tissue(slide), k=k)
         self.store, self.slide, self.next = Path(store), slide, 0
         self.boxes = [s.box for s in found]
         rects = [box_to_world(slide, b) for b in self.boxes]
@@ -218,6 +219,19 @@ class SuggestionTour:
                 units=slide.units,
             )
         return len(self.boxes)
+
+    def tissue(self, slide: SlideGeometry) -> tuple[np.ndarray, float] | None:
+        """The slide's tissue mask and its downsample (kept per file): without it, glass beside
+        the tissue forms a cluster of its own, and a region of glass would be suggested."""
+        if slide.slide_path is None:
+            return None
+        key = str(slide.slide_path)
+        if key not in self._tissue:
+            from ...slide import open_slide, tissue_mask
+
+            with open_slide(slide.slide_path, mpp=slide.mpp) as opened:
+                self._tissue[key] = tissue_mask(opened)
+        return self._tissue[key]
 
     def stale(self, store: Path | None) -> bool:
         """Whether the regions need ranking again (a new map, or none shown)."""
