@@ -21,7 +21,8 @@ from typing import Any
 from .._atomic import atomic_write_text
 from ..errors import WsiSslError
 from ..evaluation import mosaic
-from ..evaluation.annotator import SimulationConfig, Truth, plot_curves, simulate
+from ..evaluation.annotator import SimulationConfig, Truth, simulate
+from ..evaluation.plots import plot_rounds
 from ..events import run_to_end
 from ..synthetic import load_synthetic_slide, read_tissue_mask, read_tumour_mask
 from .study import _names
@@ -146,7 +147,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         features = "colour features" if args.encoder is None else f"{args.encoder.name} + colour"
         plots.append(
             str(
-                plot_curves(
+                plot_rounds(
                     summary,
                     metric,
                     args.out / f"simulate_{metric}.png",

@@ -35,7 +35,6 @@ import numpy as np
 from ..errors import WsiSslError
 from ..inference.store import ATTR
 from ..metrics import roc_auc
-from .plots import _figure, _save
 
 #: (their order seeds each strategy's draws: new ones go last)
 STRATEGIES = ("suggested", "uncertainty", "random", "sampled", "representative", "distance")
@@ -389,20 +388,3 @@ def simulate(
             for r in runs
         ],
     }
-
-
-def plot_curves(summary: dict[str, Any], metric: str, path: str | Path, title: str) -> Path:
-    """Quality against rounds, one line per strategy (mean over seeds, band: min to max)."""
-    fig = _figure(5.0, 3.6)
-    ax = fig.add_subplot()
-    for strategy, c in summary["curves"][metric].items():
-        x = np.arange(len(c["mean"]))
-        (line,) = ax.plot(x, c["mean"], marker="o", label=f"{strategy} ({c['seeds']} seeds)")
-        ax.fill_between(x, c["min"], c["max"], color=line.get_color(), alpha=0.2)
-    k = summary["config"]["k"]
-    ax.set_xlabel(f"round ({k} strokes each; round 0: one stroke per class)")
-    ax.set_ylabel(metric)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return _save(fig, path)

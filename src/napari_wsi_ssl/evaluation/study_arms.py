@@ -42,11 +42,10 @@ def centre_crop(images: np.ndarray, size: int | None) -> np.ndarray:
 
 
 def validation_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) positions of ``n`` labelled patches: fine-tuning's own split (``_split``)."""
-    from ..training import FinetuneConfig
-    from ..training.finetune import _split  # torch: evaluation stays light to import
+    """(train, val) positions of ``n`` labelled patches: fine-tuning's own split."""
+    from ..training import FinetuneConfig  # torch: evaluation stays light to import
 
-    return _split(n, FinetuneConfig(val_fraction=VAL_FRACTION, seed=seed))
+    return FinetuneConfig(val_fraction=VAL_FRACTION, seed=seed).split(n)
 
 
 def choose_threshold(labels: np.ndarray, prob: np.ndarray) -> float:
@@ -126,8 +125,8 @@ def encoder_features(
     """
     import torch  # torch: evaluation stays light to import
 
-    from ..features.head import one_thread
     from ..models import build_model, load_checkpoint
+    from ..models.device import one_thread
 
     if checkpoint is None:
         torch.manual_seed(config.seed)
@@ -183,7 +182,8 @@ def _head(x: np.ndarray, y: np.ndarray, seed: int) -> Any:
     import torch.nn.functional as F
 
     from ..features.config import HeadConfig
-    from ..features.head import make_head, one_thread
+    from ..features.head import make_head
+    from ..models.device import one_thread
 
     cfg = HeadConfig(seed=seed)
     xt, yt = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64))

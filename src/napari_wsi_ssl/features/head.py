@@ -7,8 +7,7 @@ checkpoint that records the encoder and feature settings it needs.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,23 +20,12 @@ from .. import __version__
 from .._atomic import atomic_path
 from ..errors import AnnotationError, CheckpointError
 from ..models.checkpoint import FORMAT, FORMAT_VERSION, _plain, read_payload
+from ..models.device import one_thread
 from .cache import FeatureCache
 from .config import FeatureConfig, HeadConfig
 from .extract import Basis
 
 TASK = "feature-head"
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run small torch work on one thread: on busy cores, two threads spin against each other
-    and a head's step takes ten times longer (measured: 13 ms vs 100-160 ms, 40k x 50 points)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def make_head(kind: str, in_channels: int, classes: int, hidden: int) -> nn.Module:

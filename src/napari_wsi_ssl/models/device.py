@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -73,3 +74,15 @@ def autocast_for(
     if device.type == "cpu" and (precision == "bf16" or (precision == "auto" and cpu_has_bf16())):
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run small torch work on one thread: on busy cores, two threads spin against each other
+    and a head's step takes ten times longer (measured: 13 ms vs 100-160 ms, 40k x 50 points)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)

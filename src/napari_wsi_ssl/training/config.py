@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import InitVar, dataclass
 from typing import Any
 
+import numpy as np
+
 from ..errors import TrainingError
 from ..patches.augment import AUGMENTS, augment_name
 from ..vocab import DEFAULT_OBJECTIVE, Budget, Mode, Objective, Preset, Task
@@ -112,6 +114,15 @@ class FinetuneConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "finetune", **dataclasses.asdict(self)}
+
+    def split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted (train, validation) indices of ``n`` labelled items: ``val_fraction`` held out
+        (none of 4 or fewer; at most ``max_val``), ``label_fraction`` of the rest trained on."""
+        order = np.random.default_rng(self.seed + 7919).permutation(n)
+        n_val = int(round(n * self.val_fraction)) if n > 4 else 0
+        train = order[n_val:]
+        train = train[: max(1, int(round(len(train) * self.label_fraction)))]
+        return np.sort(train), np.sort(order[:n_val][: self.max_val])
 
 
 #: The smallest segmentation patch (working px) from which the UNet's map does not depend on the

@@ -43,14 +43,6 @@ from .nuclei import CLASS_WEIGHTS, nuclei_sets
 NOTHING_IGNORED = -100
 
 
-def _split(n: int, cfg: FinetuneConfig) -> tuple[np.ndarray, np.ndarray]:
-    order = np.random.default_rng(cfg.seed + 7919).permutation(n)
-    n_val = int(round(n * cfg.val_fraction)) if n > 4 else 0
-    train = order[n_val:]
-    train = train[: max(1, int(round(len(train) * cfg.label_fraction)))]
-    return np.sort(train), np.sort(order[:n_val][: cfg.max_val])
-
-
 def _datasets(
     data: FinetuneData, cfg: FinetuneConfig, patch_size: int, mpp: float | None
 ) -> tuple[Any, Any, list[str], int, float | None]:
@@ -237,13 +229,11 @@ def finetune(
     weight = None
     if data.kind == "nuclei":  # split by image, resampled to the model's µm/px
         aug = augment_for(cfg.augment)
-        train_set, val_set, names, mpp, data_notes = nuclei_sets(
-            data, cfg, patch_size, mpp, aug, _split
-        )
+        train_set, val_set, names, mpp, data_notes = nuclei_sets(data, cfg, patch_size, mpp, aug)
         ignore, weight = NOTHING_IGNORED, torch.tensor(CLASS_WEIGHTS)
     else:
         train_all, val_all, names, ignore, mpp = _datasets(data, cfg, patch_size, mpp)
-        tr, va = _split(len(train_all), cfg)
+        tr, va = cfg.split(len(train_all))
         train_set, val_set = train_all.subset(tr), val_all.subset(va)
     model, notes = _build_model(cfg, init_path, len(names), seg_head, ck_meta)
     if context:

@@ -6,10 +6,7 @@ model's µm/px (``NucleiFolder``), and the model records that µm/px.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
-
-import numpy as np
 
 from ..errors import TrainingError
 from ..events import Log
@@ -21,8 +18,6 @@ from .data import FinetuneData
 #: Cross-entropy weights of background, foreground and boundary: the thin boundary class is what
 #: separates touching nuclei, so its pixels count more.
 CLASS_WEIGHTS = (1.0, 1.0, 2.0)
-
-Split = Callable[[int, FinetuneConfig], tuple[np.ndarray, np.ndarray]]
 
 
 def nuclei_mpp(data: FinetuneData, cfg: FinetuneConfig, inherited: float | None) -> float | None:
@@ -48,7 +43,6 @@ def nuclei_sets(
     patch_size: int,
     inherited_mpp: float | None,
     augment: Augment,
-    split: Split,
 ) -> tuple[NucleiFolder, NucleiFolder, list[str], float | None, list[Log]]:
     """(train set, validation set, class names, the model's µm/px, notes)."""
     assert data.folder is not None
@@ -57,7 +51,7 @@ def nuclei_sets(
     kept = [s for s in stems if s not in set(data.exclude)]
     if not kept:
         raise TrainingError("every image is held out", data.folder, "hold out fewer images")
-    tr, va = split(len(kept), cfg)
+    tr, va = cfg.split(len(kept))
     train_ids, val_ids = [kept[int(k)] for k in tr], [kept[int(k)] for k in va]
     common: dict[str, Any] = {"seed": cfg.seed, "mpp": data.slide_mpp, "target_mpp": mpp}
     train = NucleiFolder(

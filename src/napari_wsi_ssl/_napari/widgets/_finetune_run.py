@@ -198,3 +198,17 @@ class LiveRefiner:
         yield Progress(1, 1, metrics=metrics)
         yield StoreReady(result.store)
         return result
+
+
+#: Validation accuracy below which a two-class model is called no better than chance.
+CHANCE_MARGIN = 0.6
+
+
+def chance_warning(acc: float | None) -> str | None:
+    """A plain word when validation ended no better than guessing between two classes."""
+    if acc is None or acc >= CHANCE_MARGIN:
+        return None
+    return (
+        f"Validation accuracy {acc:.2f} is at chance: the model has not learnt to tell the "
+        "classes apart yet. Train longer, paint more of both classes, or use a GPU."
+    )

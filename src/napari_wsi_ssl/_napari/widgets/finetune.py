@@ -38,9 +38,8 @@ from ...events import Preview, Progress, StoreReady, TilesDone
 from ...inference.interactive import CheckpointSaved, FinetunedMap
 from ...recent import TASK_KIND
 from ...vocab import BudgetUnit
+from ._annotate import AnnotateMixin
 from ._annotations import (
-    add_geojson_layer,
-    annotate_slide,
     ask_geojson,
     is_slide_layer,
     region_xywh,
@@ -51,6 +50,7 @@ from ._fast_mode import FastModeMixin
 from ._finetune_run import (
     FAST_PATCHES,
     FinetuneRequest,
+    chance_warning,
     finetune_run,
 )
 from ._plot import CurveCanvas, ImageStrip, plot_progress
@@ -71,11 +71,9 @@ MODES = {
 FAST_PATCH_SIZE = 64
 FAST_EPOCHS = 3
 FAST_BATCH = 8
-#: Validation accuracy below which a two-class model is called no better than chance.
-CHANCE_MARGIN = 0.6
 
 
-class FinetuneWidget(FastModeMixin, DockBase):
+class FinetuneWidget(AnnotateMixin, FastModeMixin, DockBase):
     """Paint annotations, fine-tune a pretrained model on them (or on a labelled folder), and
     map the slide with the result, in one run."""
 
@@ -384,7 +382,7 @@ class FinetuneWidget(FastModeMixin, DockBase):
         if not outcome.ok:
             return  # the status line says cancelled or failed
         assert isinstance(result, FinetunedMap)
-        warnings = [w for w in (self._chance_warning(), weak) if w is not None]
+        warnings = [w for w in (chance_warning(self._val_acc), weak) if w is not None]
         if warnings:
             self.set_status(f"done in {outcome.seconds:.0f} s; " + " ".join(warnings))
             show_warning(" ".join(warnings))
@@ -393,36 +391,3 @@ class FinetuneWidget(FastModeMixin, DockBase):
         self.set_status(f"done in {outcome.seconds:.0f} s; checkpoint: {result.checkpoint}{where}")
         shown = "; the map is shown" if self.display.layers else ""
         show_info(f"Fine-tuning finished: {result.checkpoint}{shown}")
-
-    def _chance_warning(self) -> str | None:
-        """A plain word when validation ended no better than guessing between two classes."""
-        acc = self._val_acc
-        if acc is None or acc >= CHANCE_MARGIN:
-            return None
-        return (
-            f"Validation accuracy {acc:.2f} is at chance: the model has not learnt to tell the "
-            "classes apart yet. Train longer, paint more of both classes, or use a GPU."
-        )
-
-    def _on_new_annotation(self, *_: Any) -> None:
-        try:
-            layer = annotate_slide(
-                self._viewer, self._image.value, int(self._annotate_downsample.value) or None
-            )
-        except WsiSslError as exc:
-            show_error(str(exc))
-            return
-        self._annotations.value = layer
-        show_info(
-            f"Paint tumour (label 1) and normal tissue (label 2) on {layer.name!r}, then Fine-tune."
-        )
-
-    def import_geojson(self, path: Path | None) -> Labels | None:
-        """Lay a QuPath GeoJSON's annotations over the slide and choose them to learn from."""
-        if path is None:  # the file dialog was cancelled
-            return None
-        ds = int(self._annotate_downsample.value) or None
-        layer = self.checked(lambda: add_geojson_layer(self._viewer, self._image.value, path, ds))
-        if layer is not None:
-            self._annotations.value = layer
-        return layer
