@@ -255,6 +255,7 @@ def train_head_many(
             ]
             metrics["val_loss"] = float(_weighted_ce(logits, y[va], sample_w[va]))
             metrics["val_balanced_accuracy"] = float(np.mean(per_class))
+            metrics["val_classes"] = float(len(per_class))
     names = class_names or {}
     return TrainedHead(
         model,

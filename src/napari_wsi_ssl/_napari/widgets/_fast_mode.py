@@ -23,7 +23,7 @@ from ._annotations import (
     slide_geometry,
 )
 from ._base import optional_path
-from ._finetune_run import FastRequest, LiveRefiner, OtherSlide, fast_run
+from ._finetune_run import FastRequest, LiveRefiner, OtherSlide, chance_warning, fast_run
 from ._live import LiveLoop, MapSwap, SuggestionTour
 from ._slide_mpp import check_pixel_size
 from ._worker import Outcome
@@ -182,10 +182,11 @@ class FastModeMixin:
         self._curves.flush()
         result = outcome.value
         swapped = self.swap.apply(self.display.viewer, result.store) if outcome.ok else None
+        weak = None
         if swapped:  # a live round on the same grid: the layers now read the new store
             self.display.store, self.display.layers = result.store, swapped
         else:
-            self.display.finish(outcome)
+            weak = self.display.finish(outcome)
         if outcome.ok:
             if not live:
                 self._fast = request
@@ -195,12 +196,18 @@ class FastModeMixin:
             quality = f", held-out strokes balanced accuracy {acc:.2f}" if acc is not None else ""
             seconds = sum(result.seconds.values())
             shown = request.class_names.get(1, "tumour")
+            classes = int(result.metrics.get("val_classes", 2))
+            warnings = [w for w in (chance_warning(acc, classes), weak) if w is not None]
             self.set_status(
                 f"{'refined' if live else 'done'} in {outcome.seconds:.1f} s "
                 f"(head and map {seconds:.1f} s){quality}; the map is the probability of "
-                f"{shown!r}; head: {result.head.name}" + _other_maps(result.maps)
+                f"{shown!r}; head: {result.head.name}"
+                + _other_maps(result.maps)
+                + "".join(f". {w}" for w in warnings)
             )
-            if not live:
+            if warnings and not live:
+                show_warning(" ".join(warnings))
+            elif not live:
                 show_info(f"Fast fine-tuning finished: {result.head}; the map is shown")
         self.live.round_ended()
 

@@ -200,13 +200,15 @@ class LiveRefiner:
         return result
 
 
-#: Validation accuracy below which a two-class model is called no better than chance.
-CHANCE_MARGIN = 0.6
+#: How far above guessing (1 / classes) validation must end for the model to be called better
+#: than chance: 0.6 for two classes.
+CHANCE_MARGIN = 0.1
 
 
-def chance_warning(acc: float | None) -> str | None:
-    """A plain word when validation ended no better than guessing between two classes."""
-    if acc is None or acc >= CHANCE_MARGIN:
+def chance_warning(acc: float | None, classes: int = 2) -> str | None:
+    """A plain word when validation (accuracy, or the fast mode's balanced accuracy) ended no
+    better than guessing between ``classes`` classes."""
+    if acc is None or acc >= 1.0 / max(classes, 2) + CHANCE_MARGIN:
         return None
     return (
         f"Validation accuracy {acc:.2f} is at chance: the model has not learnt to tell the "

@@ -353,8 +353,9 @@ class FinetuneWidget(AnnotateMixin, FastModeMixin, DockBase):
     def _on_event(self, event: Any) -> None:
         if isinstance(event, Progress):
             plot_progress(self._curves, event, metrics_axes="validation")
-            if "val_acc" in event.metrics:
-                self._val_acc = float(event.metrics["val_acc"])
+            for key in ("val_acc", "val_balanced_accuracy"):  # deep modes, fast mode
+                if key in event.metrics:
+                    self._val_acc = float(event.metrics[key])
             if event.loss is not None:
                 total = f"/{event.total}" if event.total else ""
                 self.set_progress_status(f"step {event.step}{total}, loss {event.loss:.4f}")
