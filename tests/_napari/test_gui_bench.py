@@ -25,3 +25,15 @@ def test_gui_vs_cli_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert fig["stall_ms"] > 0 and fig["idle_stall_ms"] > 0
     (w, h), (sw, sh) = fig["window"], fig["screen"]
     assert w <= sw and h <= sh, "five docks open, the window fits the screen"
+
+
+def test_gui_live_stall_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["bench", "--quick", "--json", "--only", "gui_live_stall_ms"]
+    assert main([*args, "--work-dir", str(tmp_path)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result) == {"gui_live_stall_ms"}
+    fig = result["gui_live_stall_ms"]
+    # a live round ran (it raises if the map was not refreshed) and the probe ticked in it
+    assert len(fig["rounds_ms"]) == 1 and fig["rounds_ms"][0] >= 10 and fig["round_s"][0] > 0
+    assert fig["value"] == pytest.approx(max(fig["rounds_ms"]), abs=0.1) and fig["baseline"] > 0
+    assert math.isclose(fig["ratio"], fig["value"] / fig["baseline"], rel_tol=1e-9)

@@ -2,6 +2,7 @@
 there is none), so that the benchmark layer itself never imports napari or Qt.
 
 - ``gui_stall_ms``: the longest Qt event-loop stall while the Fine-tune dock trains.
+- ``gui_live_stall_ms``: the longest stall during live refinement (fast mode, all five docks).
 - ``gui_vs_cli``: the Predict dock's whole-slide map (all five docks open) against
   ``predict_slide`` of the same slide and settings.
 """
@@ -21,6 +22,7 @@ from .core import BenchConfig
 GUI_FIGURES = {
     "gui_stall_ms": "napari_wsi_ssl._napari.stall_probe",
     "gui_vs_cli": "napari_wsi_ssl._napari.gui_bench",
+    "gui_live_stall_ms": "napari_wsi_ssl._napari.live_bench",
 }
 
 

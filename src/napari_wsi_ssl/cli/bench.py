@@ -19,7 +19,7 @@ FIGURES = (
     "feature_cache",
 )
 #: Figures measured in a napari window (``--gui`` measures them all).
-GUI = ("gui_stall_ms", "gui_vs_cli")
+GUI = ("gui_stall_ms", "gui_vs_cli", "gui_live_stall_ms")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
