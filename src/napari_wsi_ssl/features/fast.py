@@ -234,6 +234,9 @@ def predict_head(
 ) -> Generator[TilesDone | Log | StoreReady, None, Path]:
     """A head checkpoint's maps of a slide; returns the store's path (like ``predict_slide``).
 
+    Yields the cache's events while it is built, then ``StoreReady`` and one ``TilesDone`` of
+    all the map's tiles once the maps are written (in well under a second on a cached slide).
+
     The slide's feature cache (in ``cache_dir``, default ``out_dir``) is built where it is
     missing, with the encoder and basis the head was trained with; ``region`` is a ``Rect``
     or ``(x, y, w, h)`` level-0 px.
@@ -274,4 +277,6 @@ def predict_head(
     store, key = map_store_path(out_dir, cache, ck.sha256)
     write_head_maps(cache, ck.head, store, key, {"checkpoint": str(head_ckpt)})
     yield StoreReady(store)
+    n = len(cache.done_tiles())
+    yield TilesDone(n, n)  # the map is whole: a display shows it (nuclei may follow)
     return store
