@@ -131,3 +131,23 @@ def test_fast_finetune_checkpoint_and_predict_slide(
     root = zarr.open_group(str(store), mode="r")
     assert set(root.group_keys()) == {"tumour", "uncertainty"}
     assert root["tumour"].attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"]
+
+
+def test_refiner_rounds_release_the_stores_nothing_reads(
+    tmp_path: Path, colour_cache: FeatureCache, synthetic, ground_truth
+) -> None:
+    tumour, tissue = ground_truth
+    refiner = Refiner(colour_cache, HeadConfig(steps=20))
+    results = [
+        refiner.refine(stripe_strokes(tumour, tissue, every), synthetic.gt_downsample, tmp_path)
+        for every in (24, 20, 16)
+    ]
+    stores = [r.store for r in results]
+    assert len(set(stores)) == 3 and all(s.is_dir() for s in stores)
+    assert refiner.stores == stores
+    # a store something still reads stays; the last round's always does
+    assert refiner.prune(read=[stores[1]]) == [stores[0]]
+    assert not stores[0].exists() and stores[1].is_dir() and refiner.stores == stores[1:]
+    assert refiner.prune() == [stores[1]] and sorted(tmp_path.glob("*.ome.zarr")) == [stores[2]]
+    assert refiner.release(keep_last=False) == [stores[2]] and stores[2].is_dir()
+    assert [p.name for p in tmp_path.glob("*.pt")] == [results[-1].head.name]
