@@ -11,47 +11,30 @@ import pytest
 import zarr
 from gui_helpers import click, open_dock, open_slide_layer, wait_idle
 
-from napari_wsi_ssl.events import run_to_end
-from napari_wsi_ssl.features import FeatureConfig, HeadConfig, fast_finetune
-from napari_wsi_ssl.synthetic import read_nuclei_labels, read_tissue_mask, read_tumour_mask
+from napari_wsi_ssl.synthetic import read_nuclei_labels
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(scope="module")
-def head(tmp_path_factory: pytest.TempPathFactory, synthetic: Any) -> Path:
-    """A fast-mode head (colour features) trained on every 16th row of the synthetic truth."""
-    tumour, tissue = read_tumour_mask(synthetic) > 0, read_tissue_mask(synthetic) > 0
-    strokes = np.zeros(tumour.shape, np.uint8)
-    strokes[::16] = np.where(tumour, 1, np.where(tissue, 2, 0))[::16]
-    out = tmp_path_factory.mktemp("head")
-    cfg = FeatureConfig(tile=32, mpp=synthetic.mpp * 2)
-    result = run_to_end(
-        fast_finetune(
-            synthetic.slide,
-            strokes,
-            synthetic.gt_downsample,
-            None,
-            out,
-            cfg,
-            head_config=HeadConfig(steps=60),
-        )
-    )
-    return Path(result.head)
 
 
 def _map_layer(viewer: Any) -> Any:
     return next((la for la in viewer.layers if la.metadata.get("map") == "tumour"), None)
 
 
-def test_head_and_classical_nuclei_from_one_click(
-    viewer: Any, qtbot: Any, synthetic: Any, head: Path, tmp_path: Path
-) -> None:
+def _predict(viewer: Any, qtbot: Any, synthetic: Any, head: Path, cache: Path) -> Any:
+    """Open the slide and the Predict dock, choose the head and classical nuclei, click Predict."""
     slide = open_slide_layer(viewer, synthetic.slide)
     predict = open_dock(viewer, "Predict")
-    predict.set_fields(slide=slide, checkpoint=head, nuclei="classical", cache=tmp_path / "c")
+    predict.set_fields(slide=slide, checkpoint=head, nuclei="classical", cache=cache)
     click(qtbot, predict.predict_button)
     assert predict.runner.running  # threaded, like a user's click
+    return predict
+
+
+def test_head_and_classical_nuclei_from_one_click(
+    viewer: Any, qtbot: Any, synthetic: Any, fast_head: Path, tmp_path: Path
+) -> None:
+    predict = _predict(viewer, qtbot, synthetic, fast_head, tmp_path / "c")
+    slide = viewer.layers[synthetic.slide.name]
     outcome = wait_idle(qtbot, predict)
     assert outcome.ok, outcome.error
     prob, nuclei = _map_layer(viewer), viewer.layers["Nuclei"]
@@ -71,12 +54,9 @@ def test_head_and_classical_nuclei_from_one_click(
 
 
 def test_cancel_during_the_nuclei_keeps_the_map(
-    viewer: Any, qtbot: Any, synthetic: Any, head: Path, tmp_path: Path
+    viewer: Any, qtbot: Any, synthetic: Any, fast_head: Path, tmp_path: Path
 ) -> None:
-    slide = open_slide_layer(viewer, synthetic.slide)
-    predict = open_dock(viewer, "Predict")
-    predict.set_fields(slide=slide, checkpoint=head, nuclei="classical", cache=tmp_path / "c")
-    click(qtbot, predict.predict_button)
+    predict = _predict(viewer, qtbot, synthetic, fast_head, tmp_path / "c")
     # the map is whole (and shown) before the nuclei's tiles come in
     qtbot.waitUntil(lambda: _map_layer(viewer) is not None, timeout=120_000)
     click(qtbot, predict._cancel_button)

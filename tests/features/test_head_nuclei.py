@@ -12,12 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
-from features_helpers import stripe_strokes
 
 from napari_wsi_ssl.cli import main
 from napari_wsi_ssl.errors import CancelledError
 from napari_wsi_ssl.events import CancelToken, Log, StoreReady, TilesDone, run_to_end
-from napari_wsi_ssl.features import FeatureConfig, HeadConfig, fast_finetune
 from napari_wsi_ssl.inference import PredictConfig, predict_slide
 from napari_wsi_ssl.metrics import aji
 from napari_wsi_ssl.synthetic import read_nuclei_labels
@@ -27,27 +25,6 @@ REGION = (512, 512, 1024, 1024)
 NUCLEI = PredictConfig(nuclei=True, nuclei_tile_size=256)
 
 
-@pytest.fixture(scope="module")
-def head(tmp_path_factory: pytest.TempPathFactory, synthetic, ground_truth) -> Path:
-    """A fast-mode head (colour features) trained on strokes of the synthetic slide."""
-    tumour, tissue = ground_truth
-    out = tmp_path_factory.mktemp("head")
-    cfg = FeatureConfig(tile=32, mpp=synthetic.mpp * 2)
-    strokes = stripe_strokes(tumour, tissue)
-    result = run_to_end(
-        fast_finetune(
-            synthetic.slide,
-            strokes,
-            synthetic.gt_downsample,
-            None,
-            out,
-            cfg,
-            head_config=HeadConfig(steps=60),
-        )
-    )
-    return Path(result.head)
-
-
 def _nuclei_phase(events: list[Any]) -> int:
     """Index of the nuclei job's first line in ``events``."""
     return next(
@@ -55,10 +32,10 @@ def _nuclei_phase(events: list[Any]) -> int:
     )
 
 
-def test_head_and_classical_nuclei_in_one_store(tmp_path: Path, head: Path, synthetic) -> None:
+def test_head_and_classical_nuclei_in_one_store(tmp_path: Path, fast_head: Path, synthetic) -> None:
     events: list[Any] = []
     store = run_to_end(
-        predict_slide(synthetic.slide, head, tmp_path, NUCLEI, region=REGION), events.append
+        predict_slide(synthetic.slide, fast_head, tmp_path, NUCLEI, region=REGION), events.append
     )
     root = zarr.open_group(str(store), mode="r")
     assert {"tumour", "uncertainty", "nuclei"} <= set(root.group_keys())
@@ -66,7 +43,7 @@ def test_head_and_classical_nuclei_in_one_store(tmp_path: Path, head: Path, synt
     assert [p.name for p in tmp_path.glob("*.ome.zarr")] == [store.name]  # one store
     # the map is the head's, as a head-only call writes it (the same store, the same pixels)
     only = run_to_end(
-        predict_slide(synthetic.slide, head, tmp_path / "only", PredictConfig(), region=REGION)
+        predict_slide(synthetic.slide, fast_head, tmp_path / "only", PredictConfig(), region=REGION)
     )
     assert only.name == store.name
     np.testing.assert_array_equal(
@@ -88,12 +65,14 @@ def test_head_and_classical_nuclei_in_one_store(tmp_path: Path, head: Path, synt
     assert nuclei[-1].done == nuclei[-1].total == 16
     # a repeated call computes nothing
     again: list[Any] = []
-    run_to_end(predict_slide(synthetic.slide, head, tmp_path, NUCLEI, region=REGION), again.append)
+    run_to_end(
+        predict_slide(synthetic.slide, fast_head, tmp_path, NUCLEI, region=REGION), again.append
+    )
     assert any(isinstance(e, Log) and "nothing to do" in e.message for e in again)
 
 
 def test_a_cancel_during_the_nuclei_keeps_the_map_and_resumes(
-    tmp_path: Path, head: Path, synthetic
+    tmp_path: Path, fast_head: Path, synthetic
 ) -> None:
     token = CancelToken()
     events: list[Any] = []
@@ -106,7 +85,9 @@ def test_a_cancel_during_the_nuclei_keeps_the_map_and_resumes(
 
     with pytest.raises(CancelledError):
         run_to_end(
-            predict_slide(synthetic.slide, head, tmp_path, NUCLEI, region=REGION, cancel=token),
+            predict_slide(
+                synthetic.slide, fast_head, tmp_path, NUCLEI, region=REGION, cancel=token
+            ),
             on_event,
         )
     (store,) = tmp_path.glob("*.ome.zarr")
@@ -117,13 +98,13 @@ def test_a_cancel_during_the_nuclei_keeps_the_map_and_resumes(
     # the next call: the map is kept, only the nuclei left are computed
     rest: list[Any] = []
     again = run_to_end(
-        predict_slide(synthetic.slide, head, tmp_path, NUCLEI, region=REGION), rest.append
+        predict_slide(synthetic.slide, fast_head, tmp_path, NUCLEI, region=REGION), rest.append
     )
     assert again == store
     nuclei = [e for e in rest[_nuclei_phase(rest) :] if isinstance(e, TilesDone)]
     assert nuclei[-1].total == 16 - done
     whole = run_to_end(
-        predict_slide(synthetic.slide, head, tmp_path / "whole", NUCLEI, region=REGION)
+        predict_slide(synthetic.slide, fast_head, tmp_path / "whole", NUCLEI, region=REGION)
     )
     np.testing.assert_array_equal(
         zarr.open_group(str(again), mode="r")["nuclei"]["0"][:],
@@ -132,12 +113,12 @@ def test_a_cancel_during_the_nuclei_keeps_the_map_and_resumes(
 
 
 def test_wsi_ssl_predict_a_head_with_nuclei_on_two_slides(
-    tmp_path: Path, head: Path, synthetic, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, fast_head: Path, synthetic, capsys: pytest.CaptureFixture[str]
 ) -> None:
     second = tmp_path / "second.tif"
     shutil.copy(synthetic.slide, second)
     region = ",".join(str(v) for v in REGION)
-    args = ["--model", str(head), "--nuclei", "--region", region, "--json"]
+    args = ["--model", str(fast_head), "--nuclei", "--region", region, "--json"]
     rc = main(["predict", str(synthetic.slide), str(second), "-o", str(tmp_path / "out"), *args])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
