@@ -23,6 +23,8 @@ FORMAT = 1
 #: Version of the learned nuclei method (2: instances split on probabilities stitched across
 #: tiles), part of the nuclei cache key, so stores of an older method are recomputed.
 LEARNED_NUCLEI_VERSION = 2
+#: Version of the classical nuclei (2: objects over ``DEFAULT_MAX_AREA_UM2`` dropped), likewise.
+CLASSICAL_NUCLEI_VERSION = 2
 Events = Generator[TilesDone | Log | StoreReady, None, Path]
 
 
@@ -185,7 +187,9 @@ def open_store(
     nk_sha = file_sha256(config.nuclei_checkpoint) if config.nuclei_checkpoint else None
     base = {"format": FORMAT, "slide": fingerprint, "region": xywh}
     tkey = hash_key({**base, "checkpoint": ck_sha, "config": config.tumour_key()})
-    nuclei_method = {"learned": LEARNED_NUCLEI_VERSION} if nk_sha else {}
+    nuclei_method = (
+        {"learned": LEARNED_NUCLEI_VERSION} if nk_sha else {"classical": CLASSICAL_NUCLEI_VERSION}
+    )
     nkey = hash_key({**base, "checkpoint": nk_sha, "config": config.nuclei_key(), **nuclei_method})
     name = Path(fingerprint["path"]).name.split(".")[0]
     path = store or Path(out_dir) / f"{name}.{(tkey if ck_sha else nkey)[:16]}.ome.zarr"
