@@ -62,3 +62,30 @@ def svs_without_mpp(synthetic, tmp_path_factory: pytest.TempPathFactory) -> Path
     with open_slide(path) as slide:
         assert slide.mpp is None and slide.objective_power == 20
     return path
+
+
+@pytest.fixture(scope="session")
+def fast_head(tmp_path_factory: pytest.TempPathFactory, synthetic) -> Path:
+    """A fast-mode head checkpoint (colour features at twice the synthetic slide's mpp) trained
+    on every 16th row of the slide's truth: label 1 tumour, 2 other tissue."""
+    import numpy as np
+
+    from napari_wsi_ssl.events import run_to_end
+    from napari_wsi_ssl.features import FeatureConfig, HeadConfig, fast_finetune
+    from napari_wsi_ssl.synthetic import read_tissue_mask, read_tumour_mask
+
+    tumour, tissue = read_tumour_mask(synthetic) > 0, read_tissue_mask(synthetic) > 0
+    strokes = np.zeros(tumour.shape, np.uint8)
+    strokes[::16] = np.where(tumour, 1, np.where(tissue, 2, 0))[::16]
+    result = run_to_end(
+        fast_finetune(
+            synthetic.slide,
+            strokes,
+            synthetic.gt_downsample,
+            None,
+            tmp_path_factory.mktemp("fast_head"),
+            FeatureConfig(tile=32, mpp=synthetic.mpp * 2),
+            head_config=HeadConfig(steps=60),
+        )
+    )
+    return Path(result.head)

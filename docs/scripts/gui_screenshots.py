@@ -8,7 +8,8 @@ Run under a display, or under Xvfb on a headless machine::
 
 It walks the user's path on a real slide, ../shared/data/slides/cmu_small_region.svs by default
 (skin, Aperio SVS): open, pretrain, annotate, fine-tune (which predicts the map), predict
-nuclei, evaluate and export, and saves one PNG per step in docs/images/gui_*.png. The window is
+nuclei with the fast-mode head's map in one click, evaluate and export, and saves one PNG per
+step in docs/images/gui_*.png. The window is
 1600 x 1000 (a common laptop screen) with the plugin's docks tabified, as a user sees it.
 The slide has no ground truth: the strokes stand for a user's, "tumour" on the densest
 haematoxylin (cell-rich) tissue and "normal" on the palest (stroma). Models are small so that it
@@ -117,15 +118,15 @@ def main(argv: list[str]) -> int:
         slide=slide,
         annotations=annotations,
         checkpoint=pretrained or tmp / "pretrained.pt",
-        mode="frozen encoder",  # with the dock's defaults of the frozen-encoder mode
-        out=tmp / "finetuned.pt",
+        mode="fast",  # the default a user gets: a head on the encoder's cached features
+        out=tmp / "head.pt",
     )
     finetune.finetune_button.native.click()
     _shot(viewer, "finetune")
 
     predict = _dock(viewer, "Predict")
     predict.set_fields(
-        slide=slide, checkpoint=tmp / "finetuned.pt", nuclei="classical", cache=tmp / "cache"
+        slide=slide, checkpoint=tmp / "head.pt", nuclei="classical", cache=tmp / "cache"
     )
     predict.predict_button.native.click()
     _zoom_on_tissue(viewer, slide)

@@ -1,5 +1,6 @@
 """Predict a folder of slides from the Predict dock: progress per slide, a broken slide fails
-alone with its one line, the results are listed and open over their slide."""
+alone with its one line, the results (a fast-mode head's map and the nuclei) are listed and open
+over their slide."""
 
 from __future__ import annotations
 
@@ -37,7 +38,12 @@ def test_predict_folder(viewer: Any, qtbot: Any, synthetic: Any, tmp_path: Path)
     (folder / "notes.txt").write_text("not a slide either, and not listed")
 
     dock = open_dock(viewer, "Predict")
-    dock.set_fields(checkpoint=str(head), cache=str(tmp_path / "stores"), folder=str(folder))
+    dock.set_fields(
+        checkpoint=str(head),
+        nuclei="classical",
+        cache=str(tmp_path / "stores"),
+        folder=str(folder),
+    )
     seen: list[SlideStarted] = []
     original = dock.folder_event
 
@@ -69,3 +75,7 @@ def test_predict_folder(viewer: Any, qtbot: Any, synthetic: Any, tmp_path: Path)
         or str(prob.metadata["store"]) == dock.folder_results[2].store
     )
     assert prob.extent.world[1][0] == pytest.approx(slide.extent.world[1][0], rel=0.02)
+    # the head's map and the nuclei of each slide: one store, both layers
+    nuclei = viewer.layers["Nuclei"]
+    assert nuclei.metadata["store"] == prob.metadata["store"]
+    assert np.asarray(nuclei.data[0]).max() > 0

@@ -11,8 +11,8 @@ import torch
 import zarr
 from features_helpers import dice, stripe_strokes
 
-from napari_wsi_ssl.errors import AnnotationError, CheckpointError
-from napari_wsi_ssl.events import StoreReady, TilesDone, run_to_end
+from napari_wsi_ssl.errors import AnnotationError
+from napari_wsi_ssl.events import Log, StoreReady, TilesDone, run_to_end
 from napari_wsi_ssl.features import (
     FeatureCache,
     HeadConfig,
@@ -121,13 +121,33 @@ def test_fast_finetune_checkpoint_and_predict_slide(
     store = run_to_end(
         predict_slide(synthetic.slide, result.head, tmp_path, PredictConfig()), events.append
     )
-    assert not [e for e in events if isinstance(e, TilesDone)]  # the cache was reused
+    # the cache was reused: no tile computed, one TilesDone of the whole map once written
+    assert any(isinstance(e, Log) and "nothing to compute" in e.message for e in events)
+    (done,) = [e for e in events if isinstance(e, TilesDone)]
+    assert done.done == done.total == len(FeatureCache.open(result.cache).done_tiles()) > 0
+    assert events.index(done) > next(i for i, e in enumerate(events) if isinstance(e, StoreReady))
     assert store == result.store and any(isinstance(e, StoreReady) for e in events)
     np.testing.assert_array_equal(zarr.open_group(str(store), mode="r")["tumour"]["0"][:], first)
     root = zarr.open_group(str(store), mode="r")
     assert set(root.group_keys()) == {"tumour", "uncertainty"}
-    with pytest.raises(CheckpointError, match="tumour map only"):
-        run_to_end(
-            predict_slide(synthetic.slide, result.head, tmp_path, PredictConfig(nuclei=True))
-        )
     assert root["tumour"].attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"]
+
+
+def test_refiner_rounds_release_the_stores_nothing_reads(
+    tmp_path: Path, colour_cache: FeatureCache, synthetic, ground_truth
+) -> None:
+    tumour, tissue = ground_truth
+    refiner = Refiner(colour_cache, HeadConfig(steps=20))
+    results = [
+        refiner.refine(stripe_strokes(tumour, tissue, every), synthetic.gt_downsample, tmp_path)
+        for every in (24, 20, 16)
+    ]
+    stores = [r.store for r in results]
+    assert len(set(stores)) == 3 and all(s.is_dir() for s in stores)
+    assert refiner.stores == stores
+    # a store something still reads stays; the last round's always does
+    assert refiner.prune(read=[stores[1]]) == [stores[0]]
+    assert not stores[0].exists() and stores[1].is_dir() and refiner.stores == stores[1:]
+    assert refiner.prune() == [stores[1]] and sorted(tmp_path.glob("*.ome.zarr")) == [stores[2]]
+    assert refiner.release(keep_last=False) == [stores[2]] and stores[2].is_dir()
+    assert [p.name for p in tmp_path.glob("*.pt")] == [results[-1].head.name]

@@ -31,11 +31,15 @@ def add_slide_mpp(parser: argparse.ArgumentParser) -> None:
 
 
 def checkpoint_mpp(path: str | Path | None) -> float | None:
-    """The working resolution a checkpoint was trained at (None: native, or no checkpoint)."""
+    """The working resolution a checkpoint (network or fast-mode head) was trained at (None:
+    native, or no checkpoint)."""
     if path is None:
         return None
+    from ..features.head import is_head_checkpoint, load_head  # torch: lazy, as below
     from ..models import load_checkpoint  # torch: the CLI's parser imports every cli module
 
+    if is_head_checkpoint(path):
+        return load_head(path).mpp
     return load_checkpoint(path).mpp
 
 

@@ -2,7 +2,8 @@
 
 - ``Refiner``: one opened cache in memory and the last head; ``refine(labels)`` trains the head
   (warm-started) and writes the map store, well under a second on a cached slide. A GUI calls it
-  in a worker thread after each stroke.
+  in a worker thread after each stroke, and ``release``/``prune`` the stores of earlier rounds
+  once its layers read the new one.
 - ``fast_finetune_many``: builds each slide's cache if needed (painted tiles first; the second
   and later slides with the first slide's basis and working resolution), one head on the
   strokes of all of them, and a map of each slide; ``fast_finetune`` is its one-slide case.
@@ -12,8 +13,9 @@
 
 from __future__ import annotations
 
+import shutil
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,8 @@ class Refiner:
         # the first optimizer of a process imports torch._dynamo (seconds): pay it here, once
         torch.optim.Adam([torch.zeros(1, requires_grad=True)])
         self.last: TrainedHead | None = None
+        #: The map stores of the rounds so far, oldest first (each round writes a new one).
+        self.stores: list[Path] = []
 
     def refine(
         self,
@@ -88,6 +92,7 @@ class Refiner:
         write_head_maps(self.cache, head, store, key, {"checkpoint": str(head_path)})
         t2 = time.perf_counter()
         self.last = head
+        self.stores = [p for p in self.stores if p != store] + [store]
         return FastResult(
             head_path,
             store,
@@ -95,6 +100,29 @@ class Refiner:
             dict(head.metrics),
             {"train_s": t1 - t0, "map_s": t2 - t1},
         )
+
+    def release(self, read: Iterable[str | Path] = (), keep_last: bool = True) -> list[Path]:
+        """Forget the stores of earlier rounds that are not in ``read`` (the stores something
+        still reads, such as the viewer's layers) and return them, for the caller to delete;
+        the last round's store is kept unless ``keep_last`` is false."""
+        keep = {Path(p).resolve() for p in read}
+        rounds = self.stores[:-1] if keep_last else self.stores
+        old = [p for p in rounds if p.resolve() not in keep]
+        self.stores = [p for p in self.stores if p not in old]
+        return old
+
+    def prune(self, read: Iterable[str | Path] = ()) -> list[Path]:
+        """Delete the stores that ``release`` gives up (a live session would otherwise leave
+        one store per round in the cache folder); returns them."""
+        old = self.release(read)
+        remove_stores(old)
+        return old
+
+
+def remove_stores(paths: Iterable[Path]) -> None:
+    """Delete map stores (folders of zarr chunks; a missing one is no error)."""
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _painted_box(labels: np.ndarray, ds: float) -> tuple[int, int, int, int] | None:
@@ -234,6 +262,9 @@ def predict_head(
 ) -> Generator[TilesDone | Log | StoreReady, None, Path]:
     """A head checkpoint's maps of a slide; returns the store's path (like ``predict_slide``).
 
+    Yields the cache's events while it is built, then ``StoreReady`` and one ``TilesDone`` of
+    all the map's tiles once the maps are written (in well under a second on a cached slide).
+
     The slide's feature cache (in ``cache_dir``, default ``out_dir``) is built where it is
     missing, with the encoder and basis the head was trained with; ``region`` is a ``Rect``
     or ``(x, y, w, h)`` level-0 px.
@@ -274,4 +305,6 @@ def predict_head(
     store, key = map_store_path(out_dir, cache, ck.sha256)
     write_head_maps(cache, ck.head, store, key, {"checkpoint": str(head_ckpt)})
     yield StoreReady(store)
+    n = len(cache.done_tiles())
+    yield TilesDone(n, n)  # the map is whole: a display shows it (nuclei may follow)
     return store

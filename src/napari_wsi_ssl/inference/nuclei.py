@@ -14,6 +14,9 @@ import numpy as np
 
 DEFAULT_DIAMETER_UM = 7.0
 DEFAULT_MIN_AREA_UM2 = 8.0
+#: Larger objects are no nucleus (keratin, dense dermis, stain clumps): the largest of MoNuSeg's
+#: 4,949 annotated nuclei is 322 µm², 99.9 % are under 191 µm².
+DEFAULT_MAX_AREA_UM2 = 400.0
 
 
 def haematoxylin(rgb: np.ndarray) -> np.ndarray:
@@ -54,12 +57,14 @@ def estimate_mpp(rgb: np.ndarray, diameter_um: float = DEFAULT_DIAMETER_UM) -> f
     return diameter_um / d_px
 
 
-def remove_small(labels: np.ndarray, min_px: float) -> np.ndarray:
-    """Labels with fewer than ``min_px`` pixels set to 0."""
+def remove_small(labels: np.ndarray, min_px: float, max_px: float | None = None) -> np.ndarray:
+    """Labels with fewer than ``min_px`` pixels (or more than ``max_px``) set to 0."""
     if labels.max(initial=0) == 0:
         return labels
     sizes = np.bincount(labels.ravel())
     small = sizes < min_px
+    if max_px is not None:
+        small |= sizes > max_px
     small[0] = False
     if small.any():
         labels = labels.copy()
@@ -73,8 +78,10 @@ def _split(
     marker_px: float,
     min_area_px: float,
     markers: np.ndarray | None = None,
+    max_area_px: float | None = None,
 ) -> np.ndarray:
-    """Watershed of a foreground into instances, from distance-transform peaks or given markers."""
+    """Watershed of a foreground into instances, from distance-transform peaks or given markers;
+    instances outside ``min_area_px`` to ``max_area_px`` are dropped."""
     from scipy import ndimage
     from skimage.feature import peak_local_max
     from skimage.segmentation import relabel_sequential, watershed
@@ -98,7 +105,7 @@ def _split(
             for k, pos in enumerate(firsts):
                 markers[tuple(int(p) for p in pos)] = len(peaks) + 1 + k
     labels = watershed(-distance_source, markers, mask=fg)
-    out, _, _ = relabel_sequential(remove_small(labels, min_area_px))
+    out, _, _ = relabel_sequential(remove_small(labels, min_area_px, max_area_px))
     return out.astype(np.int32)
 
 
@@ -109,6 +116,7 @@ def nuclei_classical(
     min_area_um2: float = DEFAULT_MIN_AREA_UM2,
     marker_distance_um: float | None = None,
     threshold: float | None = None,
+    max_area_um2: float | None = DEFAULT_MAX_AREA_UM2,
 ) -> np.ndarray:
     """Nuclei instances of an H&E image by haematoxylin threshold and distance watershed.
 
@@ -127,6 +135,10 @@ def nuclei_classical(
     threshold
         Haematoxylin threshold; ``None`` runs Otsu on this image. Tiled callers pass one value
         per slide so that tiles agree.
+    max_area_um2
+        Larger objects are dropped: dark tissue that is no nucleus (keratin, dense dermis)
+        would otherwise come out as nuclei hundreds of µm across. ``None``, or an unknown
+        ``mpp`` (a scale estimated from the blobs is no absolute size), keeps them.
 
     Returns
     -------
@@ -135,8 +147,9 @@ def nuclei_classical(
     """
     from scipy import ndimage
 
-    if mpp is None:
-        mpp = estimate_mpp(rgb, diameter_um) or 0.5
+    if mpp is None:  # a scale from the blobs themselves: no absolute size to drop objects by
+        mpp, max_area_um2 = estimate_mpp(rgb, diameter_um) or 0.5, None
+    max_px = None if max_area_um2 is None else max_area_um2 / mpp**2
     diameter_px = diameter_um / mpp
     marker_px = (marker_distance_um if marker_distance_um is not None else 0.45 * diameter_um) / mpp
     hema = ndimage.gaussian_filter(haematoxylin(rgb), max(0.5, 0.08 * diameter_px))
@@ -145,7 +158,7 @@ def nuclei_classical(
     fg = ndimage.binary_opening(fg, iterations=max(1, int(round(0.1 * diameter_px))))
     dist = ndimage.distance_transform_edt(fg).astype(np.float32)
     dist = ndimage.gaussian_filter(dist, max(0.5, 0.1 * diameter_px))
-    return _split(fg, dist, marker_px, min_area_um2 / mpp**2)
+    return _split(fg, dist, marker_px, min_area_um2 / mpp**2, max_area_px=max_px)
 
 
 def nuclei_from_probs(

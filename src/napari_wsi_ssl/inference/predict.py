@@ -23,6 +23,8 @@ FORMAT = 1
 #: Version of the learned nuclei method (2: instances split on probabilities stitched across
 #: tiles), part of the nuclei cache key, so stores of an older method are recomputed.
 LEARNED_NUCLEI_VERSION = 2
+#: Version of the classical nuclei (2: objects over ``DEFAULT_MAX_AREA_UM2`` dropped), likewise.
+CLASSICAL_NUCLEI_VERSION = 2
 Events = Generator[TilesDone | Log | StoreReady, None, Path]
 
 
@@ -43,7 +45,10 @@ def predict_slide(
         Any slide ``open_slide`` reads.
     checkpoint_path
         A ``segment`` checkpoint (per-pixel map) or a ``classify`` one (one value per patch);
-        ``None`` computes nuclei only (``config.nuclei`` must be set).
+        a fast-mode head (``features.predict_head``: its maps through the slide's feature
+        cache, then the nuclei, when asked for, into the same store, so that a cancel during
+        the nuclei keeps the finished map); ``None`` computes nuclei only (``config.nuclei``
+        must be set).
     out_dir
         Folder of the stores. The store name holds a hash of the slide file, the checkpoint's
         sha256 and the settings, so a repeated call computes nothing, and an interrupted one
@@ -63,31 +68,27 @@ def predict_slide(
     TilesDone, Log
         ``TilesDone.boxes`` are the finished tiles in slide level-0 pixels ``(y0, x0, y1, x1)``.
     """
+    store = None
     if checkpoint_path is not None:
         from ..features.head import is_head_checkpoint  # torch, and the layer above: lazy
 
         if is_head_checkpoint(checkpoint_path):  # the fast mode: a head over the feature cache
             from ..features import predict_head  # torch, and the layer above: lazy
 
-            if config.nuclei:
-                raise CheckpointError(
-                    "is a fast-mode head: it gives the tumour map only",
-                    checkpoint_path,
-                    "predict nuclei in a call of their own",
-                )
-
-            return (
-                yield from predict_head(
-                    slide_path,
-                    checkpoint_path,
-                    out_dir,
-                    visible_first=visible_first,
-                    region=region,
-                    cancel=cancel,
-                    device=config.device,
-                    slide_mpp=config.slide_mpp,
-                )
+            store = yield from predict_head(
+                slide_path,
+                checkpoint_path,
+                out_dir,
+                visible_first=visible_first,
+                region=region,
+                cancel=cancel,
+                device=config.device,
+                slide_mpp=config.slide_mpp,
             )
+            if not config.nuclei:
+                return store
+            # the nuclei go into the head's store, beside its maps: one store shows both
+            checkpoint_path = None
     slide_path = Path(slide_path)
     slide = open_slide(slide_path, mpp=config.slide_mpp)
     try:
@@ -100,6 +101,7 @@ def predict_slide(
             region,
             cancel,
             fingerprint=slide_fingerprint(slide_path),
+            store=store,
         )
     finally:
         slide.close()
@@ -116,9 +118,13 @@ def predict_opened(
     cancel: CancelToken | None,
     fingerprint: dict[str, Any],
     mask: tuple[np.ndarray, float] | None = None,
+    store: Path | None = None,
 ) -> Events:
-    """``predict_slide`` on an opened slide (``mask``: a precomputed tissue mask and downsample)."""
-    path, root, keys = open_store(slide, checkpoint_path, out_dir, config, region, fingerprint)
+    """``predict_slide`` on an opened slide (``mask``: a precomputed tissue mask and downsample;
+    ``store``: an existing store to add the maps to, see ``open_store``)."""
+    path, root, keys = open_store(
+        slide, checkpoint_path, out_dir, config, region, fingerprint, store
+    )
     yield StoreReady(path)
     if not keys:
         yield Log(f"{path.name}: already computed, nothing to do")
@@ -155,8 +161,12 @@ def open_store(
     config: PredictConfig,
     region: Rect | tuple[int, int, int, int] | None,
     fingerprint: dict[str, Any],
+    store: Path | None = None,
 ) -> tuple[Path, Any, dict[str, str]]:
     """Open (or create) the store of a prediction.
+
+    ``store`` is an existing store (a fast-mode head's maps) that the maps asked for go into,
+    instead of one named after the checkpoint or the nuclei settings.
 
     Returns
     -------
@@ -177,10 +187,12 @@ def open_store(
     nk_sha = file_sha256(config.nuclei_checkpoint) if config.nuclei_checkpoint else None
     base = {"format": FORMAT, "slide": fingerprint, "region": xywh}
     tkey = hash_key({**base, "checkpoint": ck_sha, "config": config.tumour_key()})
-    nuclei_method = {"learned": LEARNED_NUCLEI_VERSION} if nk_sha else {}
+    nuclei_method = (
+        {"learned": LEARNED_NUCLEI_VERSION} if nk_sha else {"classical": CLASSICAL_NUCLEI_VERSION}
+    )
     nkey = hash_key({**base, "checkpoint": nk_sha, "config": config.nuclei_key(), **nuclei_method})
     name = Path(fingerprint["path"]).name.split(".")[0]
-    path = Path(out_dir) / f"{name}.{(tkey if ck_sha else nkey)[:16]}.ome.zarr"
+    path = store or Path(out_dir) / f"{name}.{(tkey if ck_sha else nkey)[:16]}.ome.zarr"
     path.parent.mkdir(parents=True, exist_ok=True)
     root = open_root(
         path,

@@ -24,7 +24,7 @@ from ._annotations import (
 )
 from ._base import optional_path
 from ._finetune_run import FastRequest, LiveRefiner, OtherSlide, chance_warning, fast_run
-from ._live import LiveLoop, MapSwap, SuggestionTour
+from ._live import LiveLoop, MapSwap, SuggestionTour, remove_unread
 from ._slide_mpp import check_pixel_size
 from ._worker import Outcome
 from .predict import PredictionDisplay, predict_request
@@ -188,6 +188,8 @@ class FastModeMixin:
         else:
             weak = self.display.finish(outcome)
         if outcome.ok:
+            if self.refiner is not None:  # the layers read the new store: drop the older ones
+                remove_unread(self.display.viewer, self.refiner, retired=not live)
             if not live:
                 self._fast = request
                 self.refiner = LiveRefiner(result, request)

@@ -176,6 +176,7 @@ class LiveRefiner:
     def __init__(self, fast: FastResult, request: FastRequest) -> None:
         self.cache = fast.cache
         self.head = fast.head
+        self.first_store = fast.store
         self.out_dir = request.out_dir
         self.class_names = request.class_names
         self._refiner: Any = None
@@ -187,6 +188,7 @@ class LiveRefiner:
         yield Progress(0, 1, message="refining the head on the strokes so far")
         if self._refiner is None:
             self._refiner = Refiner(self.cache)
+            self._refiner.stores.append(Path(self.first_store))  # round 0: the fast run's map
             if self.head.is_file():
                 self._refiner.last = load_head(self.head).head
         if cancel.cancelled:
@@ -198,6 +200,10 @@ class LiveRefiner:
         yield Progress(1, 1, metrics=metrics)
         yield StoreReady(result.store)
         return result
+
+    def release(self, read: set[str], keep_last: bool = True) -> list[Path]:
+        """The stores of earlier rounds that nothing in ``read`` reads (``Refiner.release``)."""
+        return [] if self._refiner is None else self._refiner.release(read, keep_last)
 
 
 #: How far above guessing (1 / classes) validation must end for the model to be called better

@@ -8,6 +8,8 @@
   opens the store's levels, and on the GUI thread each level's array is replaced under the
   layer's own lazy views, then the visible map is refreshed once (napari's data, scale and
   translate setters each redraw and update the layer list: 200-400 ms on a loaded machine).
+- :func:`remove_unread` deletes the stores of earlier rounds once no layer reads them, so a
+  live session leaves one map store in the cache folder, not one per round.
 - :class:`SuggestionTour` ranks regions of the last map where painting teaches the head most
   (:func:`~napari_wsi_ssl.features.suggest_from_store`: unpainted clusters of the cached
   features, uncertain and representative cells), shows them as a Shapes layer of rectangles and
@@ -16,6 +18,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ...features import suggest_from_store
+from ...features.fast import remove_stores
 from ...inference.store import ProbabilityView
 from ._annotations import SlideGeometry
 from ._layers import PROBABILITY, UNCERTAINTY
@@ -167,6 +171,22 @@ class MapSwap:
                 layer.refresh()
             shown[name] = layer
         return shown
+
+
+def remove_unread(viewer: Any, refiner: Any, retired: bool = False) -> threading.Thread | None:
+    """Delete, in a background thread, the map stores of earlier rounds of ``refiner`` (a
+    ``LiveRefiner``; ``retired``: replaced by a new one, its last round too) that no layer of
+    ``viewer`` reads; called once the layers read the new one. A store of a big slide holds
+    thousands of chunk files: never on the GUI thread."""
+    read = {str(layer.metadata.get("store")) for layer in viewer.layers}
+    old = refiner.release(read, keep_last=not retired)
+    if not old:
+        return None
+    thread = threading.Thread(
+        target=remove_stores, args=(old,), name="old live map stores", daemon=True
+    )
+    thread.start()
+    return thread
 
 
 def box_to_world(slide: SlideGeometry, box: tuple[int, int, int, int]) -> np.ndarray:
