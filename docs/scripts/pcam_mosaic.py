@@ -11,6 +11,9 @@ Usage, from the repository root:
 Runs: ``colour`` (colour and texture only), ``untrained`` (a full-width ResNet34 with random
 weights, seed 0, plus colour), ``pretrained:CKPT`` (any checkpoint's encoder, plus colour);
 ``@pca64``/``@random32`` suffixes change the reduction (e.g. ``untrained@pca64``).
+``OUT_DIR/results.json`` keeps the runs of every call on that folder. ``--compare A B [C D ...]``
+only prints the held-out AUC differences of runs already made (A minus B ...), each with a
+paired bootstrap interval.
 """
 
 from __future__ import annotations
@@ -52,6 +55,42 @@ def patch_scores(store: Path, side: int) -> np.ndarray:
     return scores
 
 
+def interval(truth: np.ndarray, a: np.ndarray, b: np.ndarray | None = None) -> list[float]:
+    """95 % bootstrap interval over the test patches of the AUC of scores ``a``, or of the AUC
+    difference ``a`` minus ``b`` (paired: the same resamples; 1,000 of them, seed 1, skipping
+    those holding one class only)."""
+    from sklearn.metrics import roc_auc_score
+
+    boot, values = np.random.default_rng(1), []
+    for _ in range(1000):
+        i = boot.integers(0, len(truth), len(truth))
+        if 0 < truth[i].sum() < len(i):
+            v = roc_auc_score(truth[i], a[i])
+            values.append(v if b is None else v - roc_auc_score(truth[i], b[i]))
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+
+
+def work_dir(out: Path, run: str) -> Path:
+    return out / run.replace(":", "_").replace("/", "_").replace("@", "_")
+
+
+def compare(out: Path, side: int, pairs: list[str]) -> None:
+    """AUC differences on the held-out mosaic, each with a paired 95 % bootstrap interval over
+    its patches (the same resamples for both runs); ``pairs`` alternate run A, run B."""
+    from sklearn.metrics import roc_auc_score
+
+    files = mosaic_files(PCAM, side, count=2, seed=0)[1]
+    truth = np.array([label for _, label in files[: side * side]])
+    for a, b in zip(pairs[::2], pairs[1::2], strict=True):
+        sa, sb = (
+            patch_scores(next((work_dir(out, r) / "test").glob("*.ome.zarr")), side).ravel()
+            for r in (a, b)
+        )
+        d = roc_auc_score(truth, sa) - roc_auc_score(truth, sb)
+        lo, hi = interval(truth, sa, sb)
+        print(f"{a} - {b}: {d:+.3f} ({lo:+.3f} to {hi:+.3f})", flush=True)
+
+
 def encoder_for(run: str, out: Path) -> Path | None:
     import torch
 
@@ -89,8 +128,17 @@ def main() -> None:
     )
     ap.add_argument("--stride", type=int, default=8)
     ap.add_argument("--no-colour", action="store_true", help="encoder channels only")
+    ap.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="RUN",
+        help="RUN_A RUN_B ...: only print the held-out AUC differences of runs already made",
+    )
     args = ap.parse_args()
     out: Path = args.out
+    if args.compare:
+        compare(out, args.side, args.compare)
+        return
     out.mkdir(parents=True, exist_ok=True)
     mosaics = {}
     for name, files in zip(
@@ -99,7 +147,8 @@ def main() -> None:
         path = out / f"mosaic_{name}.tif"
         mosaics[name] = (path, write_mosaic(files, args.side, path))
     strokes = centre_mask(mosaics["paint"][1])
-    results = {}
+    saved = out / "results.json"  # runs of earlier calls on the same OUT_DIR are kept
+    results = json.loads(saved.read_text()) if saved.is_file() else {}
     for run in args.runs:
         enc = encoder_for(run, out)
         cfg = FeatureConfig(
@@ -109,7 +158,7 @@ def main() -> None:
         if opt:
             kind = "pca" if opt.startswith("pca") else "random"
             cfg = replace(cfg, reduce=kind, channels=int(opt[len(kind) :]))
-        work = out / run.replace(":", "_").replace("/", "_").replace("@", "_")
+        work = work_dir(out, run)
         t0 = time.perf_counter()
         res = run_to_end(
             fast_finetune(
@@ -128,18 +177,12 @@ def main() -> None:
         truth = mosaics["test"][1].ravel()
         scores = patch_scores(store, args.side).ravel()
         auc = float(roc_auc_score(truth, scores))
-        boot = np.random.default_rng(1)
-        aucs = []
-        for _ in range(1000):  # bootstrap over test patches: a 95 % interval
-            i = boot.integers(0, len(truth), len(truth))
-            if 0 < truth[i].sum() < len(i):
-                aucs.append(roc_auc_score(truth[i], scores[i]))
         paint_auc = float(
             roc_auc_score(mosaics["paint"][1].ravel(), patch_scores(res.store, args.side).ravel())
         )
         results[run] = {
             "auc_test": auc,
-            "auc_test_95": [float(np.percentile(aucs, 2.5)), float(np.percentile(aucs, 97.5))],
+            "auc_test_95": interval(truth, scores),
             "auc_paint": paint_auc,
             "val_balanced_accuracy": res.metrics.get("val_balanced_accuracy"),
             "cache_paint_s": res.seconds["cache_s"],
@@ -154,7 +197,7 @@ def main() -> None:
             "head": args.head,
         }
         print(run, json.dumps(results[run]), flush=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+        saved.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
