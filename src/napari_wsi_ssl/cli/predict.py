@@ -54,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="with --workers/--scheduler, a slide with more tiles to compute than N (default "
-        "256) is split into tasks of at most N tiles, spread over the workers",
+        "256) is split into tasks of at most N tiles, spread over the workers; with a fast-mode "
+        "head, the feature cache's tiles (default 16 a task)",
     )
     parser.add_argument(
         "--mpp", type=float, default=None, help="working resolution in µm/px (default: --model's)"
@@ -121,6 +122,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results = [{"slide": slides[0], "store": str(store), "error": None}]
         except WsiSslError as exc:
             results = [{"slide": slides[0], "store": None, "error": with_flags(str(exc))}]
+    elif distributed and _is_head(args.model):
+        from dataclasses import asdict
+
+        from ..features import predict_heads_distributed  # torch: imported when run
+
+        gen = predict_heads_distributed(
+            slides,
+            args.model,
+            args.out,
+            config,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            tiles_per_task=args.tiles_per_task,
+            region=args.region,
+        )
+        results = [asdict(r) for r in drive(gen, "predict")]
     else:
         from dataclasses import asdict
 
@@ -148,6 +165,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if failed and len(failed) == len(results):
         raise WsiSslError(f"every slide failed; first: {failed[0]['error']}")
     return summary
+
+
+def _is_head(path: str) -> bool:
+    from ..features import is_head_checkpoint  # torch: the CLI's parser imports every cli module
+
+    return is_head_checkpoint(path)
 
 
 #: Options of the command line itself, not of the prediction: left out of the report
