@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import zarr
 from features_helpers import SMALL, stripe_strokes
 
@@ -35,9 +36,14 @@ def test_split_ordered_keeps_the_order_and_gives_each_worker_a_task() -> None:
 def test_cache_over_two_workers_resumes_a_cancelled_run_and_equals_one_process(
     tmp_path: Path, synthetic, tiny_encoder: Path
 ) -> None:
-    ref = FeatureCache.open(
-        run_to_end(build_cache_for(synthetic.slide, tiny_encoder, tmp_path / "ref", SMALL))
-    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a dask worker runs torch: the same sums, the same bits
+    try:
+        ref = FeatureCache.open(
+            run_to_end(build_cache_for(synthetic.slide, tiny_encoder, tmp_path / "ref", SMALL))
+        )
+    finally:
+        torch.set_num_threads(threads)
     total = len(ref.done_tiles())
     assert total >= 12
 
@@ -72,7 +78,7 @@ def test_cache_over_two_workers_resumes_a_cancelled_run_and_equals_one_process(
     assert ticks[-1].done == ticks[-1].total == total - len(kept)  # only the missing tiles ran
     built = FeatureCache.open(path)
     assert built.complete and built.channels == 8 + 18
-    # identical to the single-process cache, to the last float16 bit
+    # identical to the single-process cache (on one thread), to the last float16 bit
     np.testing.assert_array_equal(built.done[:], ref.done[:])
     np.testing.assert_array_equal(built.load(), ref.load())
     by = built.meta["computed_by"]
@@ -118,3 +124,27 @@ def test_predict_with_a_head_on_two_workers_builds_the_cache_over_the_cluster(
     results = predict_many([gone, synthetic.slide], first.head, out, workers=1)
     assert "gone.tif" in str(results[0].error) and results[0].store is None
     assert results[1].error is None and results[1].store == slide["store"]
+
+
+def test_finetune_fast_builds_the_cache_on_two_workers(
+    tmp_path: Path, synthetic, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "head.pt"
+    rc = main(
+        [
+            "finetune", "--scratch", "--mode", "fast", "--slide", str(synthetic.slide),
+            "--mask", str(synthetic.tumour_mask), "--mpp", str(synthetic.mpp),
+            "-o", str(out), "--cache-workers", "2", "--json",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out.strip().splitlines()[-1])
+    assert result["mode"] == "fast" and out.is_file()
+    assert result["validation"]["val_balanced_accuracy"] > 0.8
+    cache = FeatureCache.open(result["cache"])
+    # 4 tiles of 1024 px, in one task per worker (--tiles-per-task: 16 by default)
+    assert cache.complete and list(cache.meta["computed_by"].values()) == [2, 2]
+    # the fine-tuning found the cache complete: no tile was computed twice
+    assert "tasks over 2 workers" in captured.err
+    assert "feature cache complete, nothing to compute" in captured.err

@@ -122,35 +122,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results = [{"slide": slides[0], "store": str(store), "error": None}]
         except WsiSslError as exc:
             results = [{"slide": slides[0], "store": None, "error": with_flags(str(exc))}]
-    elif distributed and _is_head(args.model):
-        from dataclasses import asdict
-
-        from ..features import predict_heads_distributed  # torch: imported when run
-
-        gen = predict_heads_distributed(
-            slides,
-            args.model,
-            args.out,
-            config,
-            workers=args.workers,
-            scheduler=args.scheduler,
-            tiles_per_task=args.tiles_per_task,
-            region=args.region,
-        )
-        results = [asdict(r) for r in drive(gen, "predict")]
     else:
         from dataclasses import asdict
 
-        outcomes = predict_many(
-            slides,
-            args.model,
-            args.out,
-            config,
-            region=args.region,
-            workers=args.workers,
-            scheduler=args.scheduler,
-            tiles_per_task=args.tiles_per_task,
-        )
+        cluster = {
+            "region": args.region,
+            "workers": args.workers,
+            "scheduler": args.scheduler,
+            "tiles_per_task": args.tiles_per_task,
+        }
+        if distributed and _is_head(args.model):  # the feature cache over the cluster
+            from ..features import predict_heads_distributed  # torch: imported when run
+
+            gen = predict_heads_distributed(slides, args.model, args.out, config, **cluster)
+            outcomes = drive(gen, "predict")
+        else:
+            outcomes = predict_many(slides, args.model, args.out, config, **cluster)
         results = [asdict(r) for r in outcomes]
     results = refused + results
     if args.report:

@@ -11,7 +11,11 @@ head checkpoints.
 
 from .cache import FeatureCache, build_cache, build_cache_for, open_cache
 from .config import FeatureConfig, HeadConfig
-from .distributed import build_cache_distributed, predict_heads_distributed
+from .distributed import (
+    build_cache_distributed,
+    build_caches_distributed,
+    predict_heads_distributed,
+)
 from .fast import FastResult, Refiner, SlideStrokes, fast_finetune, fast_finetune_many, predict_head
 from .head import (
     TrainedHead,
@@ -35,6 +39,7 @@ __all__ = [
     "TrainedHead",
     "build_cache",
     "build_cache_distributed",
+    "build_caches_distributed",
     "build_cache_for",
     "fast_finetune",
     "fast_finetune_many",

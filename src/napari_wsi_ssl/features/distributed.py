@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .._digest import file_sha256
-from ..errors import CancelledError, CheckpointError
+from ..errors import CancelledError, CheckpointError, WsiSslError
 from ..events import CancelToken, Log, StoreReady, TilesDone, run_to_end
 from ..geometry import Rect
 from ..inference.config import PredictConfig
@@ -124,7 +124,7 @@ def build_cache_distributed(
         else:
             with open_client(workers, scheduler) as own:
                 yield from _run_blocks(own, *job)
-    if region is None and (todo or not cache.complete):
+    if todo and region is None:  # (plan_cache marks a cache with nothing to do complete)
         cache.mark_complete()
     return cache.path
 
@@ -147,6 +147,8 @@ def _run_blocks(
     per_task = TILES_PER_TASK if tiles_per_task is None else tiles_per_task
     blocks = split_ordered(tiles, per_task, n_workers)
     grid = cache.grid
+    if tuple(cache.features.chunks[:2]) != (grid.tile, grid.tile):  # tasks must not share chunks
+        raise WsiSslError("features are not chunked by tile", cache.path, "delete the cache")
     yield Log(
         f"{cache.path.name}: {len(tiles)} tiles of {grid.tile * config.stride} px at "
         f"{grid.downsample:g}x downsample in {len(blocks)} tasks over {n_workers} workers"
@@ -180,6 +182,43 @@ def _run_blocks(
     finally:
         client.cancel([f for f in futures if not f.done()])
     cache.root.attrs[ATTR] = {**cache.root.attrs[ATTR], "computed_by": by}
+
+
+def build_caches_distributed(
+    slides: Sequence[tuple[str | Path, float | None]],
+    encoder: str | Path | None,
+    cache_dir: str | Path,
+    config: FeatureConfig = FeatureConfig(),
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    tiles_per_task: int | None = None,
+) -> Generator[TilesDone | Log, None, list[Path]]:
+    """The feature caches that ``fast_finetune_many`` reads, built over one cluster first:
+    ``slides`` are ``(slide, slide_mpp)`` pairs. The first slide's cache fits the basis;
+    the others take that basis and its working resolution, as ``fast_finetune_many`` does, so
+    it finds them complete."""
+    paths: list[Path] = []
+    first: FeatureCache | None = None
+    with open_client(workers, scheduler) as client:
+        for k, (slide, slide_mpp) in enumerate(slides):
+            if len(slides) > 1:
+                yield Log(f"slide {k + 1}/{len(slides)}: {Path(slide).name}")
+            cfg = replace(config, slide_mpp=slide_mpp)
+            if first is not None:
+                cfg = replace(cfg, mpp=first.meta["mpp"])
+            path = yield from build_cache_distributed(
+                slide,
+                encoder,
+                cache_dir,
+                cfg,
+                client=client,
+                tiles_per_task=tiles_per_task,
+                basis=None if first is None else first.basis(),
+            )
+            first = first or FeatureCache.open(path)
+            paths.append(path)
+    return paths
 
 
 def predict_heads_distributed(
@@ -244,6 +283,7 @@ __all__ = [
     "TILES_PER_TASK",
     "CacheBlock",
     "build_cache_distributed",
+    "build_caches_distributed",
     "cache_block",
     "predict_heads_distributed",
     "split_ordered",
