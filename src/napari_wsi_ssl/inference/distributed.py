@@ -124,22 +124,17 @@ def predict_many(
 def open_client(workers: int | None, scheduler: str | None) -> Iterator[Any]:
     """A dask.distributed ``Client`` of a scheduler at ``scheduler``, else of a ``LocalCluster``
     of ``workers`` single-threaded processes (closed on exit)."""
-    import dask
     from distributed import Client, LocalCluster
 
     cluster = None
     if scheduler is None:
-        # dask sets MALLOC_TRIM_THRESHOLD_ in its workers, which turns off glibc's adaptive mmap
-        # threshold: each large tensor is then mapped and faulted in afresh, and an encoder
-        # window took 8.2 s on a worker against 6.8 s without it (one thread, AVX2 CPU)
-        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
-            # one thread per worker process: torch and the read threads already use the cores
-            cluster = LocalCluster(
-                n_workers=max(1, int(workers or 1)),
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-            )
+        # one thread per worker process: torch and the read threads already use the cores
+        cluster = LocalCluster(
+            n_workers=max(1, int(workers or 1)),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        )
     try:
         with Client(cluster if cluster is not None else scheduler) as client:
             yield client
