@@ -86,7 +86,7 @@ def test_cache_over_two_workers_resumes_a_cancelled_run_and_equals_one_process(
     assert sum(by.values()) == total - len(kept)
 
 
-def test_predict_with_a_head_on_two_workers_builds_the_cache_over_the_cluster(
+def test_predict_with_a_head_and_nuclei_on_two_workers_builds_the_cache_over_the_cluster(
     tmp_path: Path, synthetic, ground_truth, capsys: pytest.CaptureFixture[str]
 ) -> None:
     tumour, tissue = ground_truth
@@ -101,7 +101,7 @@ def test_predict_with_a_head_on_two_workers_builds_the_cache_over_the_cluster(
     rc = main(
         [
             "predict", str(synthetic.slide), "--model", str(first.head), "-o", str(out),
-            "--workers", "2", "--tiles-per-task", "4", "--json",
+            "--workers", "2", "--tiles-per-task", "4", "--nuclei", "--json",
         ]
     )  # fmt: skip
     assert rc == 0
@@ -114,7 +114,9 @@ def test_predict_with_a_head_on_two_workers_builds_the_cache_over_the_cluster(
     cache = FeatureCache.open(cache_path)
     assert cache.complete and len(cache.meta["computed_by"]) == 2
     np.testing.assert_array_equal(cache.load(), FeatureCache.open(first.cache).load())
-    made = zarr.open_group(slide["store"], mode="r")["tumour"]["0"][:]
+    store = zarr.open_group(slide["store"], mode="r")
+    assert store["nuclei"]["0"][:].max() > 0  # the nuclei beside the head's maps, in one store
+    made = store["tumour"]["0"][:]
     np.testing.assert_array_equal(
         made, zarr.open_group(str(first.store), mode="r")["tumour"]["0"][:]
     )
