@@ -84,6 +84,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--num-patches", type=int, default=512, help="patches drawn from a slide mask"
     )
     parser.add_argument("--recon-weight", type=float, default=1.0)
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--cache-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --mode fast: build the feature cache on a local dask cluster of N processes",
+    )
+    cluster.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="with --mode fast: build the feature cache on this dask scheduler's workers",
+    )
+    parser.add_argument(
+        "--tiles-per-task",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --cache-workers/--scheduler: feature cache tiles per task (default 16)",
+    )
     add_budget(parser)
     add_common(parser)
 
@@ -175,11 +196,26 @@ def _fast(args: argparse.Namespace, data: Any) -> dict[str, Any]:
         raise AnnotationError("--mode fast needs --slide and --mask", args.output)
     steps = args.steps or HeadConfig().steps
     parts = data.slides()
+    encoder = None if args.scratch else args.init
+    config = FeatureConfig(mpp=args.mpp, slide_mpp=data.slide_mpp, device=args.device)
+    if args.cache_workers is not None or args.scheduler is not None:
+        from ..features import build_caches_distributed
+
+        cache = build_caches_distributed(
+            [(p.slide, p.slide_mpp) for p in parts],
+            encoder,
+            Path(args.output).parent,
+            config,
+            workers=args.cache_workers,
+            scheduler=args.scheduler,
+            tiles_per_task=args.tiles_per_task,
+        )
+        drive(cache, "feature cache")
     gen = fast_finetune_many(
         [SlideStrokes(p.slide, p.labels, p.labels_downsample, p.slide_mpp) for p in parts],
-        None if args.scratch else args.init,
+        encoder,
         Path(args.output).parent,
-        FeatureConfig(mpp=args.mpp, slide_mpp=data.slide_mpp, device=args.device),
+        config,
         head_config=HeadConfig(steps=steps, seed=args.seed),
         class_names=dict(data.class_names) if data.class_names else None,
         head_path=args.output,

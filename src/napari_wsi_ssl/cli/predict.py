@@ -54,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="with --workers/--scheduler, a slide with more tiles to compute than N (default "
-        "256) is split into tasks of at most N tiles, spread over the workers",
+        "256) is split into tasks of at most N tiles, spread over the workers; with a fast-mode "
+        "head, the feature cache's tiles (default 16 a task)",
     )
     parser.add_argument(
         "--mpp", type=float, default=None, help="working resolution in µm/px (default: --model's)"
@@ -124,16 +125,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     else:
         from dataclasses import asdict
 
-        outcomes = predict_many(
-            slides,
-            args.model,
-            args.out,
-            config,
-            region=args.region,
-            workers=args.workers,
-            scheduler=args.scheduler,
-            tiles_per_task=args.tiles_per_task,
-        )
+        cluster = {
+            "region": args.region,
+            "workers": args.workers,
+            "scheduler": args.scheduler,
+            "tiles_per_task": args.tiles_per_task,
+        }
+        if distributed and _is_head(args.model):  # the feature cache over the cluster
+            from ..features import predict_heads_distributed  # torch: imported when run
+
+            gen = predict_heads_distributed(slides, args.model, args.out, config, **cluster)
+            outcomes = drive(gen, "predict")
+        else:
+            outcomes = predict_many(slides, args.model, args.out, config, **cluster)
         results = [asdict(r) for r in outcomes]
     results = refused + results
     if args.report:
@@ -148,6 +152,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if failed and len(failed) == len(results):
         raise WsiSslError(f"every slide failed; first: {failed[0]['error']}")
     return summary
+
+
+def _is_head(path: str) -> bool:
+    from ..features import is_head_checkpoint  # torch: the CLI's parser imports every cli module
+
+    return is_head_checkpoint(path)
 
 
 #: Options of the command line itself, not of the prediction: left out of the report

@@ -11,6 +11,11 @@ head checkpoints.
 
 from .cache import FeatureCache, build_cache, build_cache_for, open_cache
 from .config import FeatureConfig, HeadConfig
+from .distributed import (
+    build_cache_distributed,
+    build_caches_distributed,
+    predict_heads_distributed,
+)
 from .fast import FastResult, Refiner, SlideStrokes, fast_finetune, fast_finetune_many, predict_head
 from .head import (
     TrainedHead,
@@ -33,6 +38,8 @@ __all__ = [
     "Suggestion",
     "TrainedHead",
     "build_cache",
+    "build_cache_distributed",
+    "build_caches_distributed",
     "build_cache_for",
     "fast_finetune",
     "fast_finetune_many",
@@ -40,6 +47,7 @@ __all__ = [
     "load_head",
     "open_cache",
     "predict_head",
+    "predict_heads_distributed",
     "save_head",
     "suggest_from_store",
     "suggest_regions",

@@ -35,10 +35,10 @@ from ..models.checkpoint import read_payload
 from ..models.device import choose_device
 from ..slide import Slide, open_slide, tissue_mask
 from .config import FeatureConfig
-from .extract import Basis, Extractor, colour_names
+from .extract import Basis, Extractor, colour_names, fit_basis
 
 FORMAT = 1
-FIT_VECTORS = 20_000
+Tile = tuple[int, int]
 
 
 def working_mpp(slide: Slide, checkpoint: str | Path | None, config: FeatureConfig) -> float | None:
@@ -229,38 +229,110 @@ def _existing(path: Path, key: str) -> FeatureCache | None:
     return None
 
 
-def _fit_basis(
+def plan_cache(
     slide: Slide,
-    extractor: Extractor,
+    checkpoint: str | Path | None,
+    cache_dir: str | Path,
+    config: FeatureConfig,
+    fingerprint: dict[str, Any],
+    *,
+    region: Rect | tuple[int, int, int, int] | None = None,
+    mask: tuple[np.ndarray, float] | None = None,
+    basis: Basis | None = None,
+) -> Generator[Log, None, tuple[FeatureCache, set[Tile], Extractor | None]]:
+    """Open the cache, work out the tissue tiles still to compute, and store its basis (fitted
+    here when neither the cache nor ``basis`` has one) before any tile is computed.
+
+    Returns the cache, the tiles to compute (none: the cache is complete, or the ``region`` is
+    done) and the extractor when one was loaded to fit the basis.
+    """
+    cache = open_cache(slide, checkpoint, cache_dir, config, fingerprint, basis)
+    if cache.complete:
+        yield Log(f"{cache.path.name}: feature cache complete, nothing to compute")
+        return cache, set(), None
+    if mask is None and config.tissue_only:
+        mask = tissue_mask(slide)
+    wanted = tissue_tiles(cache.grid, *(mask if mask is not None else (None, 1.0)))
+    if region is not None:
+        rect = Rect.coerce(region)
+        assert rect is not None
+        wanted &= cache.tiles_of_level0(rect.yx_box)
+    todo = wanted - cache.done_tiles()
+    if not todo:
+        if region is None:
+            cache.mark_complete()
+        return cache, set(), None
+    extractor = None
+    if cache.basis() is None:
+        if basis is None:
+            yield Log(f"{cache.path.name}: fitting the basis on {config.fit_windows} windows")
+            extractor = Extractor(checkpoint, config, choose_device(config.device))
+            basis = fit_basis(slide, extractor, cache.grid.downsample, mask)
+        group = cache.root.require_group("basis")
+        for k, v in basis.arrays.items():
+            group.array(k, v, overwrite=True)
+        cache.root.attrs[ATTR] = {**cache.root.attrs[ATTR], "basis_digest": basis.digest}
+        cache.meta["basis_digest"] = basis.digest
+    return cache, todo, extractor
+
+
+def compute_tiles(
+    slide: Slide,
+    checkpoint: str | Path | None,
     cache: FeatureCache,
-    mask: tuple[np.ndarray, float] | None,
-) -> Basis:
-    """Fit the basis on ``fit_windows`` tissue windows drawn by the seed (not by the tiling)."""
-    cfg = cache.config
-    g = cache.grid
-    fit_grid = make_grid(
-        slide.dimensions, g.downsample, cfg.fit_size // cfg.stride, 0, None, cell=cfg.stride
-    )
-    cands = sorted(tissue_tiles(fit_grid, *(mask if mask is not None else (None, 1.0))))
-    if not cands:
-        cands = fit_grid.tiles()
-    rng = np.random.default_rng(cfg.seed)
-    picks = [cands[i] for i in rng.permutation(len(cands))[: cfg.fit_windows]]
-    enc, col = [], []
-    for ty, tx in picks:
-        window = fit_grid.read_window(slide, ty, tx)
+    tiles: list[Tile],
+    config: FeatureConfig,
+    *,
+    extractor: Extractor | None = None,
+    mark_done: bool = True,
+    cancel: CancelToken | None = None,
+) -> Generator[TilesDone, None, int]:
+    """Compute ``tiles`` (in this order) into the cache's features with its stored basis;
+    ``config`` is the cache's, its speed settings (batch, threads, device) as wanted now.
+
+    Each tile is one chunk of ``features``; with ``mark_done`` its ``done`` flag is set after
+    it (``done`` is one chunk: only one process may write it, see ``features.distributed``).
+    """
+    basis = cache.basis()
+    assert basis is not None, "plan_cache stores the basis first"
+    if extractor is None:
+        extractor = Extractor(checkpoint, config, choose_device(config.device))
+    grid, m = cache.grid, config.margin // config.stride
+    t = grid.tile
+
+    def prepare(ty: int, tx: int) -> tuple[np.ndarray, np.ndarray | None]:
+        window = grid.read_window(slide, ty, tx)
+        colour = extractor.colour(window)[m : m + t, m : m + t] if config.colour else None
+        return window, colour
+
+    def compute(items: list[tuple[np.ndarray, np.ndarray | None]]) -> list[np.ndarray]:
+        enc: list[np.ndarray | None] = [None] * len(items)
         if extractor.encoder is not None:
-            raw = extractor.encoder_raw(window[None])[0].numpy()
-            enc.append(raw.reshape(raw.shape[0], -1).T)
-        if cfg.colour:
-            c = extractor.colour(window)
-            col.append(c.reshape(-1, c.shape[-1]))
-    n = sum(len(e) for e in (enc or col))
-    keep = np.sort(rng.permutation(n)[:FIT_VECTORS])
-    return Basis.fit(
-        np.concatenate(enc)[keep] if enc else None,
-        np.concatenate(col)[keep] if col else None,
-        cfg,
+            raw = extractor.encoder_raw(np.stack([w for w, _ in items]))
+            red = basis.reduce_encoder(raw[:, :, m : m + t, m : m + t])
+            enc = list(red.permute(0, 2, 3, 1).cpu().numpy())
+        return [basis.finish(e, c) for e, (_, c) in zip(enc, items, strict=True)]
+
+    def finish(ty: int, tx: int, block: np.ndarray) -> None:
+        y0, x0, y1, x1 = grid.core_box(ty, tx)
+        cache.features[y0:y1, x0:x1] = block[: y1 - y0, : x1 - x0]
+        if mark_done:
+            cache.done[ty, tx] = True
+
+    return (
+        yield from run_tiles(
+            tiles,
+            prepare,
+            compute,
+            finish,
+            batch_size=config.batch_size,
+            read_workers=config.read_workers,
+            prefetch_batches=config.prefetch_batches,
+            box_of=grid.level0_box,
+            done_before=0,
+            total=len(tiles),
+            cancel=cancel,
+        )
     )
 
 
@@ -283,75 +355,20 @@ def build_cache(
     ``region`` (a ``Rect`` or ``(x, y, w, h)`` level-0 px, as ``predict_slide`` takes it) only
     the tiles meeting it are computed now (the cache is complete only when every tissue tile
     is). ``basis``: see ``open_cache``. On cancel, the finished tiles stay and
-    ``CancelledError`` is raised.
+    ``CancelledError`` is raised. ``features.distributed`` spreads the tiles over a cluster.
     """
-    cache = open_cache(slide, checkpoint, cache_dir, config, fingerprint, basis)
-    if cache.complete:
-        yield Log(f"{cache.path.name}: feature cache complete, nothing to compute")
-        return cache
-    if mask is None and config.tissue_only:
-        mask = tissue_mask(slide)
-    wanted = tissue_tiles(cache.grid, *(mask if mask is not None else (None, 1.0)))
-    if region is not None:
-        rect = Rect.coerce(region)
-        assert rect is not None
-        wanted &= cache.tiles_of_level0(rect.yx_box)
-    todo = wanted - cache.done_tiles()
-    if not todo:
-        if region is None:
-            cache.mark_complete()
-        return cache
-    device = choose_device(config.device)
-    extractor = Extractor(checkpoint, config, device)
-    if cache.basis() is None:
-        if basis is None:
-            yield Log(f"{cache.path.name}: fitting the basis on {config.fit_windows} windows")
-            basis = _fit_basis(slide, extractor, cache, mask)
-        group = cache.root.require_group("basis")
-        for k, v in basis.arrays.items():
-            group.array(k, v, overwrite=True)
-        cache.root.attrs[ATTR] = {**cache.root.attrs[ATTR], "basis_digest": basis.digest}
-        cache.meta["basis_digest"] = basis.digest
-    basis = cache.basis()
-    assert basis is not None
-    tiles = order_tiles(cache.grid, todo, visible_first)
-    grid, m = cache.grid, config.margin // config.stride
-    t = grid.tile
-    yield Log(
-        f"{cache.path.name}: {len(tiles)} tiles of {t * config.stride} px at "
-        f"{grid.downsample:g}x downsample on {device}"
+    cache, todo, extractor = yield from plan_cache(
+        slide, checkpoint, cache_dir, config, fingerprint, region=region, mask=mask, basis=basis
     )
-
-    def prepare(ty: int, tx: int) -> tuple[np.ndarray, np.ndarray | None]:
-        window = grid.read_window(slide, ty, tx)
-        colour = extractor.colour(window)[m : m + t, m : m + t] if config.colour else None
-        return window, colour
-
-    def compute(items: list[tuple[np.ndarray, np.ndarray | None]]) -> list[np.ndarray]:
-        enc: list[np.ndarray | None] = [None] * len(items)
-        if extractor.encoder is not None:
-            raw = extractor.encoder_raw(np.stack([w for w, _ in items]))
-            red = basis.reduce_encoder(raw[:, :, m : m + t, m : m + t])
-            enc = list(red.permute(0, 2, 3, 1).cpu().numpy())
-        return [basis.finish(e, c) for e, (_, c) in zip(enc, items, strict=True)]
-
-    def finish(ty: int, tx: int, block: np.ndarray) -> None:
-        y0, x0, y1, x1 = grid.core_box(ty, tx)
-        cache.features[y0:y1, x0:x1] = block[: y1 - y0, : x1 - x0]
-        cache.done[ty, tx] = True
-
-    yield from run_tiles(
-        tiles,
-        prepare,
-        compute,
-        finish,
-        batch_size=config.batch_size,
-        read_workers=config.read_workers,
-        prefetch_batches=config.prefetch_batches,
-        box_of=grid.level0_box,
-        done_before=0,
-        total=len(tiles),
-        cancel=cancel,
+    if not todo:
+        return cache
+    tiles = order_tiles(cache.grid, todo, visible_first)
+    yield Log(
+        f"{cache.path.name}: {len(tiles)} tiles of {cache.grid.tile * config.stride} px at "
+        f"{cache.grid.downsample:g}x downsample on {choose_device(config.device)}"
+    )
+    yield from compute_tiles(
+        slide, checkpoint, cache, tiles, config, extractor=extractor, cancel=cancel
     )
     if region is None:
         cache.mark_complete()

@@ -14,10 +14,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..inference.tiling import make_grid, tissue_tiles
 from ..models import load_checkpoint
 from ..models.device import autocast_for
+from ..slide import Slide
 from .config import FeatureConfig
 
+#: Feature vectors (drawn from the fit windows) that the basis is fitted on.
+FIT_VECTORS = 20_000
 COLOUR_SOURCES = ("haematoxylin", "eosin", "grey")
 #: Gaussian scales (feature pixels) of the local mean and standard deviation, beside the stride itself.
 COLOUR_SIGMAS = (1.5, 3.0)
@@ -172,3 +176,37 @@ class Basis:
         out = np.concatenate(parts, axis=-1)
         a = self.arrays
         return ((out - a["out_mean"]) / a["out_std"]).astype(np.float16)
+
+
+def fit_basis(
+    slide: Slide,
+    extractor: Extractor,
+    downsample: float,
+    mask: tuple[np.ndarray, float] | None,
+) -> Basis:
+    """Fit the basis on ``fit_windows`` tissue windows drawn by the seed (not by the tiling)."""
+    cfg = extractor.config
+    fit_grid = make_grid(
+        slide.dimensions, downsample, cfg.fit_size // cfg.stride, 0, None, cell=cfg.stride
+    )
+    cands = sorted(tissue_tiles(fit_grid, *(mask if mask is not None else (None, 1.0))))
+    if not cands:
+        cands = fit_grid.tiles()
+    rng = np.random.default_rng(cfg.seed)
+    picks = [cands[i] for i in rng.permutation(len(cands))[: cfg.fit_windows]]
+    enc, col = [], []
+    for ty, tx in picks:
+        window = fit_grid.read_window(slide, ty, tx)
+        if extractor.encoder is not None:
+            raw = extractor.encoder_raw(window[None])[0].numpy()
+            enc.append(raw.reshape(raw.shape[0], -1).T)
+        if cfg.colour:
+            c = extractor.colour(window)
+            col.append(c.reshape(-1, c.shape[-1]))
+    n = sum(len(e) for e in (enc or col))
+    keep = np.sort(rng.permutation(n)[:FIT_VECTORS])
+    return Basis.fit(
+        np.concatenate(enc)[keep] if enc else None,
+        np.concatenate(col)[keep] if col else None,
+        cfg,
+    )

@@ -6,7 +6,8 @@ A slide with few tiles is one task. A bigger one is split into blocks of tiles, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -78,13 +79,53 @@ def predict_many(
     names = [str(s) for s in slides]
     if workers is None and scheduler is None:
         return [predict_one(s, ckpt, str(out_dir), config, region) for s in names]
-    from distributed import Client, LocalCluster, as_completed
+    if ckpt is not None:
+        from ..features import is_head_checkpoint, predict_heads_distributed  # the layer above
+
+        if is_head_checkpoint(ckpt):  # the fast mode: the feature cache's tiles over the cluster
+            return run_to_end(  # type: ignore[no-any-return]
+                predict_heads_distributed(
+                    names,
+                    ckpt,
+                    out_dir,
+                    config,
+                    workers=workers,
+                    scheduler=scheduler,
+                    tiles_per_task=tiles_per_task,
+                    region=region,
+                )
+            )
+    from distributed import as_completed
 
     if config.compile == "auto":
         # a block's worker would decide alone, on its own share; one decision for all keeps the
         # stores identical to a single-process run, and blocks are too small to pay for it
         config = replace(config, compile="off")
     block_tiles = TILES_PER_TASK if tiles_per_task is None else max(1, int(tiles_per_task))
+    with open_client(workers, scheduler) as client:
+        plans = client.map(
+            plan_slide,
+            names,
+            *[[a] * len(names) for a in (ckpt, str(out_dir), config, region, block_tiles)],
+            pure=False,
+        )
+        index = {fut.key: i for i, fut in enumerate(plans)}
+        outcome: dict[int, Any] = {}
+        for fut, plan in as_completed(plans, with_results=True):
+            outcome[index[fut.key]] = (plan, _submit_blocks(client, plan, ckpt, config, region))
+        results = []
+        for i in range(len(names)):
+            plan, ends = outcome[i]
+            results.append(_slide_result(plan, client.gather(ends)))
+        return results
+
+
+@contextmanager
+def open_client(workers: int | None, scheduler: str | None) -> Iterator[Any]:
+    """A dask.distributed ``Client`` of a scheduler at ``scheduler``, else of a ``LocalCluster``
+    of ``workers`` single-threaded processes (closed on exit)."""
+    from distributed import Client, LocalCluster
+
     cluster = None
     if scheduler is None:
         # one thread per worker process: torch and the read threads already use the cores
@@ -96,21 +137,7 @@ def predict_many(
         )
     try:
         with Client(cluster if cluster is not None else scheduler) as client:
-            plans = client.map(
-                plan_slide,
-                names,
-                *[[a] * len(names) for a in (ckpt, str(out_dir), config, region, block_tiles)],
-                pure=False,
-            )
-            index = {fut.key: i for i, fut in enumerate(plans)}
-            outcome: dict[int, Any] = {}
-            for fut, plan in as_completed(plans, with_results=True):
-                outcome[index[fut.key]] = (plan, _submit_blocks(client, plan, ckpt, config, region))
-            results = []
-            for i in range(len(names)):
-                plan, ends = outcome[i]
-                results.append(_slide_result(plan, client.gather(ends)))
-            return results
+            yield client
     finally:
         if cluster is not None:
             cluster.close()
@@ -163,4 +190,4 @@ def _slide_result(plan: SlidePlan, maps: list[MapProgress]) -> SlideResult:
     return SlideResult(plan.slide, plan.store)
 
 
-__all__ = ["SlideResult", "predict_many", "predict_one"]
+__all__ = ["SlideResult", "open_client", "predict_many", "predict_one"]

@@ -143,7 +143,7 @@ def predict_block(
 
     from ..models.device import choose_device  # torch: inference stays light to import
 
-    worker = _worker_address()
+    worker = worker_address()
     try:
         slide = open_slide(slide_path, mpp=config.slide_mpp)
         try:
@@ -186,7 +186,8 @@ def reduce_block(
     return progress
 
 
-def _worker_address() -> str:
+def worker_address() -> str:
+    """The address of the dask worker running this task (``"local"`` outside one)."""
     try:
         from distributed import get_worker
 
@@ -205,4 +206,5 @@ __all__ = [
     "predict_block",
     "reduce_block",
     "split_tiles",
+    "worker_address",
 ]
