@@ -26,6 +26,7 @@ from ...events import CancelToken, StoreReady, TilesDone
 from ...inference import PredictConfig
 from ...inference.interactive import MapPlan
 from ...inference.nuclei_choice import best_nuclei
+from ...inference.store import ProbabilityView
 from ._annotations import (
     SlideGeometry,
     is_slide_layer,
@@ -116,6 +117,8 @@ class PredictionDisplay:
         self._request: PredictRequest | None = None
         self._last_refresh = 0.0
         self.last_warning: str | None = None
+        #: Whether layers are still to be added or shown in later turns of the event loop.
+        self.staging = False
 
     def begin(self, request: PredictRequest) -> None:
         """Follow the prediction of ``request`` (its events go to :meth:`handle`)."""
@@ -147,7 +150,7 @@ class PredictionDisplay:
         if store is not None:
             self.store = Path(store)
         if outcome.ok or self.layers:
-            self._attach()
+            self._attach_staged()
         return self._weak_map_warning() if outcome.ok else None
 
     def _weak_map_warning(self) -> str | None:
@@ -156,7 +159,10 @@ class PredictionDisplay:
             return None
         levels = layer.data if layer.multiscale else [layer.data]
         level = next((a for a in levels if a.size <= PEAK_LEVEL_PIXELS), levels[-1])
-        peak = float(np.max(np.asarray(level)))
+        if isinstance(level, ProbabilityView):  # the stored values: no float copy of the level
+            peak = float(np.max(level.array[...])) * level.factor
+        else:
+            peak = float(np.max(np.asarray(level)))
         if peak >= THRESHOLD:
             return None
         layer.contrast_limits = (0.0, max(peak, 1.0 / 255.0))
@@ -182,34 +188,53 @@ class PredictionDisplay:
             self._last_refresh = time.monotonic()
 
     def _attach_staged(self) -> None:
-        """Add the layers hidden now and show them at the turn of the event loop after a short pause.
+        """Add the store's layers hidden, one per turn of the event loop, then show them.
 
-        Adding a layer and drawing it first cost about 100 ms each on a software-GL display;
-        in one go they would stall the GUI for twice that. The computation does not wait for
-        this. Inline runs (tests, ``sync``) show them at once.
+        Adding a layer costs about 100 ms of the GUI thread on a software-GL display, and its
+        first read and draw as much again; in one go, the two or three layers of a store would
+        stall the event loop for several times that. Each new layer is added in its own turn,
+        ``REVEAL_DELAY_MS`` apart, and they are shown together in the turn after the last
+        (layers that already exist are pointed at the store at once). The computation does not
+        wait for this. Inline runs (tests, ``sync``) add and show them at once.
         """
-        inline = self.runner.inline
-        self._attach(visible=inline)
-        if inline or not self.layers:
+        if self.runner.inline:
+            self._attach()
+            return
+        store = self.store
+        pending: list[str] = []
+        self._attach(visible=False, pending=pending)
+        if not self.layers:
             return
         from qtpy.QtCore import QTimer
 
-        layers = [
-            layer for layer in self.layers.values() if layer.metadata.get(ROLE) not in HIDDEN_MAPS
-        ]
+        def next_turn() -> None:
+            self.staging = False
+            if self.store == store:  # not a later run's store
+                self._attach_staged()
 
-        def reveal() -> None:
-            for layer in layers:
-                if layer in self.viewer.layers:
-                    layer.visible = True
+        self.staging = True
+        QTimer.singleShot(REVEAL_DELAY_MS, next_turn if pending else self._reveal)
 
-        QTimer.singleShot(REVEAL_DELAY_MS, reveal)
+    def _reveal(self) -> None:
+        self.staging = False
+        for layer in self.layers.values():
+            hidden_map = layer.metadata.get(ROLE) in HIDDEN_MAPS
+            if not hidden_map and not layer.visible and layer in self.viewer.layers:
+                layer.visible = True
 
-    def _attach(self, visible: bool = True) -> None:
+    def _attach(self, visible: bool = True, pending: list[str] | None = None) -> None:
         if self.store is None or self._request is None or not self.store.exists():
             return
-        # a layer already showing this store is refreshed, a new one reads what it shows
-        self.layers = show_store(self.viewer, self.store, self._request.slide, visible=visible)
+        # a layer already showing this store is refreshed, a new one reads what it shows; with
+        # ``pending``, one new layer is added and the maps left are listed there
+        self.layers = show_store(
+            self.viewer,
+            self.store,
+            self._request.slide,
+            visible=visible,
+            new_layers=None if pending is None else 1,
+            pending=pending,
+        )
 
 
 class PredictWidget(FolderMixin, DockBase):
