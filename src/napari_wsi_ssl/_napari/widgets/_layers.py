@@ -210,16 +210,9 @@ def _put_layer(viewer: Any, name: str, kind: str, data: list[Any], **kwargs: Any
         viewer.layers.remove(layer)
     # one level (a small region's map) goes as a plain array: napari cannot take it as a pyramid
     levels: Any = data if len(data) > 1 else data[0]
-    selection = viewer.layers.selection
-    active, selected = selection.active, set(selection)
-    add = viewer.add_image if kind == "image" else viewer.add_labels
-    layer = add(levels, name=name, multiscale=len(data) > 1, **kwargs)
-    if active is not None and active in viewer.layers:
-        # napari selects a new layer: the user's layer (the one being painted) stays selected,
-        # and the new layer's controls are not laid out and drawn now
-        selection.active = active
-        selection.update(selected)
-    return layer
+    if kind == "image":
+        return viewer.add_image(levels, name=name, multiscale=len(data) > 1, **kwargs)
+    return viewer.add_labels(levels, name=name, multiscale=len(data) > 1, **kwargs)
 
 
 def _same_placement(layer: Any, kwargs: dict[str, Any]) -> bool:
@@ -276,10 +269,15 @@ def _retarget(layer: Any, data: list[Any], kwargs: dict[str, Any]) -> None:
 
 
 def refresh_layers(viewer: Any, store: Path) -> None:
-    """Re-read the visible tiles of the layers backed by ``store``."""
+    """Re-read the visible tiles of the layers backed by ``store`` while tiles come in.
+
+    Only what is on the canvas: the thumbnail (a read of the whole lowest level, and a repaint
+    of the layer list, which under software GL composes the whole window again), the extent
+    and the highlight wait for the full refresh at the end of the run.
+    """
     for layer in list(viewer.layers):
         if layer.metadata.get("store") == str(store):
-            layer.refresh()
+            layer.refresh(thumbnail=False, extent=False, highlight=False)
 
 
 def visible_box_level0(slide_layer: Any) -> tuple[int, int, int, int] | None:

@@ -119,6 +119,7 @@ class PredictionDisplay:
         self.last_warning: str | None = None
         #: Whether layers are still to be added or shown in later turns of the event loop.
         self.staging = False
+        self._selected: tuple[Any, set[Any]] = (None, set())
 
     def begin(self, request: PredictRequest) -> None:
         """Follow the prediction of ``request`` (its events go to :meth:`handle`)."""
@@ -187,36 +188,50 @@ class PredictionDisplay:
             refresh_layers(self.viewer, self.store)
             self._last_refresh = time.monotonic()
 
-    def _attach_staged(self) -> None:
+    def _attach_staged(self, first: bool = True) -> None:
         """Add the store's layers hidden, one per turn of the event loop, then show them.
 
         Adding a layer costs about 100 ms of the GUI thread on a software-GL display, and its
         first read and draw as much again; in one go, the two or three layers of a store would
         stall the event loop for several times that. Each new layer is added in its own turn,
         ``REVEAL_DELAY_MS`` apart, and they are shown together in the turn after the last
-        (layers that already exist are pointed at the store at once). The computation does not
-        wait for this. Inline runs (tests, ``sync``) add and show them at once.
+        (layers that already exist are pointed at the store at once). napari selects each new
+        layer; the layer the user had selected (the one being painted) is selected again when
+        they are shown. The computation does not wait for this. Inline runs (tests, ``sync``)
+        add and show them at once.
         """
         if self.runner.inline:
             self._attach()
             return
+        if first and not self.staging:
+            selection = self.viewer.layers.selection
+            self._selected = (selection.active, set(selection))
         store = self.store
         pending: list[str] = []
         self._attach(visible=False, pending=pending)
         if not self.layers:
+            self.staging = False
             return
         from qtpy.QtCore import QTimer
 
         def next_turn() -> None:
-            self.staging = False
             if self.store == store:  # not a later run's store
-                self._attach_staged()
+                self._attach_staged(first=False)
+            else:
+                self.staging = False
 
         self.staging = True
         QTimer.singleShot(REVEAL_DELAY_MS, next_turn if pending else self._reveal)
 
     def _reveal(self) -> None:
         self.staging = False
+        active, selected = self._selected
+        self._selected = (None, set())
+        selection = self.viewer.layers.selection
+        if active in self.viewer.layers and selection.active is not active:
+            # in this turn, not in one that adds a layer (each change restyles napari's buttons)
+            selection.active = active
+            selection.update(layer for layer in selected if layer in self.viewer.layers)
         for layer in self.layers.values():
             hidden_map = layer.metadata.get(ROLE) in HIDDEN_MAPS
             if not hidden_map and not layer.visible and layer in self.viewer.layers:
