@@ -116,9 +116,10 @@ def test_a_stores_layers_are_added_one_per_turn_then_shown(
     display._attach_staged()
     assert PROBABILITY in viewer.layers and UNCERTAINTY not in viewer.layers
     assert not viewer.layers[PROBABILITY].visible and display.staging
+    assert viewer.layers.selection.active is annotations, "the painted layer stays selected"
     qtbot.waitUntil(lambda: UNCERTAINTY in viewer.layers, timeout=2000)
     assert not viewer.layers[PROBABILITY].visible, "shown in the turn after the last add"
     qtbot.waitUntil(lambda: not display.staging, timeout=2000)
     assert viewer.layers[PROBABILITY].visible and not viewer.layers[UNCERTAINTY].visible
     assert set(display.layers) == {PROBABILITY, UNCERTAINTY}
-    assert viewer.layers.selection.active is annotations, "the painted layer is selected again"
+    assert viewer.layers.selection.active is annotations, "still"

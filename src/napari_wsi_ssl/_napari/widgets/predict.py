@@ -191,14 +191,12 @@ class PredictionDisplay:
     def _attach_staged(self, first: bool = True) -> None:
         """Add the store's layers hidden, one per turn of the event loop, then show them.
 
-        Adding a layer costs about 100 ms of the GUI thread on a software-GL display, and its
-        first read and draw as much again; in one go, the two or three layers of a store would
-        stall the event loop for several times that. Each new layer is added in its own turn,
+        Adding a layer costs 100 ms or more of the GUI thread on a software-GL display, and its
+        first read and draw much of that again: each new layer is added in its own turn,
         ``REVEAL_DELAY_MS`` apart, and they are shown together in the turn after the last
-        (layers that already exist are pointed at the store at once). napari selects each new
-        layer; the layer the user had selected (the one being painted) is selected again when
-        they are shown. The computation does not wait for this. Inline runs (tests, ``sync``)
-        add and show them at once.
+        (existing layers are pointed at the store at once). napari selects each new layer: the
+        user's (the one being painted) is selected again in the same turn. The computation does
+        not wait for this. Inline runs (tests, ``sync``) add and show them at once.
         """
         if self.runner.inline:
             self._attach()
@@ -209,6 +207,7 @@ class PredictionDisplay:
         store = self.store
         pending: list[str] = []
         self._attach(visible=False, pending=pending)
+        self._restore_selection()
         if not self.layers:
             self.staging = False
             return
@@ -223,15 +222,15 @@ class PredictionDisplay:
         self.staging = True
         QTimer.singleShot(REVEAL_DELAY_MS, next_turn if pending else self._reveal)
 
-    def _reveal(self) -> None:
-        self.staging = False
+    def _restore_selection(self) -> None:
         active, selected = self._selected
-        self._selected = (None, set())
         selection = self.viewer.layers.selection
         if active in self.viewer.layers and selection.active is not active:
-            # in this turn, not in one that adds a layer (each change restyles napari's buttons)
             selection.active = active
             selection.update(layer for layer in selected if layer in self.viewer.layers)
+
+    def _reveal(self) -> None:
+        self.staging = False
         for layer in self.layers.values():
             hidden_map = layer.metadata.get(ROLE) in HIDDEN_MAPS
             if not hidden_map and not layer.visible and layer in self.viewer.layers:
