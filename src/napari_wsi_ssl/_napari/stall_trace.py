@@ -100,9 +100,13 @@ class Probe:
 
     def _sample(self) -> None:
         main = threading.main_thread().ident or 0
-        while not self._stop.wait(SAMPLE_S):
-            last = self.last
-            if not last or time.perf_counter() - last < OVERDUE_S:
+        delay = SAMPLE_S
+        while not self._stop.wait(delay):
+            # asleep until the next tick would be overdue: a thread that wakes every few ms
+            # would take the interpreter lock from the GUI and the computation as often
+            due = self.last + OVERDUE_S - time.perf_counter() if self.last else OVERDUE_S
+            delay = max(due, SAMPLE_S)
+            if due > 0:
                 continue
             frame = sys._current_frames().get(main)
             if frame is not None:
