@@ -32,8 +32,13 @@ def click(qtbot: Any, button: Any) -> None:
 
 
 def wait_idle(qtbot: Any, dock: Any, timeout_s: float = 120) -> Any:
-    """Wait for the dock's run to end; fail with its error if it failed."""
-    qtbot.waitUntil(lambda: not dock.runner.running, timeout=int(timeout_s * 1000))
+    """Wait for the dock's run to end, and its map layers to be added and shown (one per turn of
+    the event loop); fail with its error if it failed."""
+    display = getattr(dock, "display", None)
+    qtbot.waitUntil(
+        lambda: not dock.runner.running and not getattr(display, "staging", False),
+        timeout=int(timeout_s * 1000),
+    )
     outcome = dock.runner.last_outcome
     assert outcome is not None
     return outcome

@@ -23,6 +23,10 @@ def test_gui_vs_cli_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert fig["tiles"] > 0 and fig["value"] > 0 and fig["baseline"] > 0
     assert math.isclose(fig["ratio"], fig["value"] / fig["baseline"], rel_tol=1e-9)
     assert fig["stall_ms"] > 0 and fig["idle_stall_ms"] > 0
+    # the longest stalls, each with the GUI thread's CPU time in it and the callback that owned it
+    assert 0 < fig["stall_cpu_ms"] <= fig["stall_ms"] + 1
+    for stall in fig["stalls"]:
+        assert stall["ms"] > 50 and 0 <= stall["cpu_ms"] <= stall["ms"] + 1, stall
     (w, h), (sw, sh) = fig["window"], fig["screen"]
     assert w <= sw and h <= sh, "five docks open, the window fits the screen"
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..synthetic import load_synthetic_slide, read_tumour_mask, write_synthetic_slide
 from .gui_bench import DOCKS, _run_loop
-from .stall_probe import _Probe
+from .stall_trace import Probe
 
 
 def _paint(layer: Any, tumour: np.ndarray, rng: np.random.Generator, strokes: int) -> None:
@@ -68,19 +68,21 @@ def main(argv: list[str]) -> int:
 
     t0 = time.perf_counter()
     dock.finetune_button.native.click()
-    _run_loop(lambda: not dock.runner.running, 900)
+    # the run's end, and its layers added one per turn of the event loop
+    _run_loop(lambda: not dock.runner.running and not dock.display.staging, 900)
     first_s = time.perf_counter() - t0
     outcome = dock.runner.last_outcome
     if outcome is None or not outcome.ok:
         raise RuntimeError(f"the fast fine-tuning failed: {outcome}")
 
-    probe = _Probe()
+    probe = Probe(trace=True)
     probe.start()
     _run_loop(lambda: False, 1.0)
     idle = probe.stop()
 
     dock.set_fields(live=True)
     stalls: list[float] = []
+    causes: list[dict[str, Any]] = []
     seconds: list[float] = []
     for _ in range(rounds):
         before = dock.display.store
@@ -90,6 +92,7 @@ def main(argv: list[str]) -> int:
         _run_loop(lambda b=before: dock.display.store != b and not dock.runner.running, 300)
         seconds.append(time.perf_counter() - t0)
         stalls.append(probe.stop()["longest_ms"])
+        causes += [dict(s, round=len(stalls)) for s in probe.stalls()]
         outcome = dock.runner.last_outcome
         if dock.display.store == before or outcome is None or not outcome.ok:
             raise RuntimeError(f"the live round did not refresh the map: {outcome}")
@@ -112,6 +115,9 @@ def main(argv: list[str]) -> int:
                 "median_round_s": round(statistics.median(seconds), 2),
                 "first_fast_run_s": round(first_s, 1),
                 "slide_px": size,
+                # the longest stalls: the GUI thread's CPU time, its wait for a core, the
+                # callback that owned each (see stall_trace)
+                "stalls": sorted(causes, key=lambda s: -s["ms"])[:8],
                 "window": [window.width(), window.height()],
             }
         )

@@ -7,7 +7,9 @@ napari window, paints annotations from the ground truth, clicks Fine-tune and re
 again, as a user refining a map does. Each round's gaps are split into the training run (the
 figure) and the prediction that follows it (reported beside it: the first adds the overlay
 layers, the second reuses them). The baseline is the same probe on the idle viewer. The last
-line of stdout is one JSON object; ``--trace`` prints the GUI thread's stacks during stalls.
+line of stdout is one JSON object, with the longest stalls (each with the GUI thread's CPU time
+in it, its wait for a core, and with ``--trace`` the callback that owned it: see
+:mod:`.stall_trace`); ``--trace`` also prints them per round, with a timeline.
 """
 
 from __future__ import annotations
@@ -24,85 +26,10 @@ from ..events import run_to_end
 from ..inference.interactive import CheckpointSaved
 from ..synthetic import load_synthetic_slide, read_tumour_mask, write_synthetic_slide
 from ..training import PretrainConfig, pretrain
+from .stall_trace import Probe
 
 
-class _StackWatch:
-    """With ``--trace``: a thread that samples the GUI thread's stack while a tick is overdue,
-    so that a stall can be attributed (the stacks are printed to stderr, longest stall first)."""
-
-    def __init__(self, probe: _Probe, overdue_s: float = 0.05) -> None:
-        import threading
-
-        self.probe = probe
-        self.overdue_s = overdue_s
-        self.main = threading.main_thread().ident
-        self.samples: dict[str, int] = {}
-        self.timed: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        import traceback
-
-        while not self._stop.wait(0.005):
-            last = self.probe.last
-            if not last or time.perf_counter() - last < self.overdue_s:
-                continue
-            frame = sys._current_frames().get(self.main or 0)
-            if frame is None:
-                continue
-            stack = traceback.format_stack(frame, limit=40)
-            key = "".join(line for line in stack if "site-packages" in line or "napari_wsi" in line)
-            self.samples[key] = self.samples.get(key, 0) + 1
-            self.timed.append((round(time.perf_counter() - self.probe.t0, 3), key))
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def report(self) -> None:
-        self._stop.set()
-        for key, n in sorted(self.samples.items(), key=lambda kv: -kv[1])[:12]:
-            print(f"--- {n} samples (x5 ms) ---\n{key}", file=sys.stderr)
-        for t, key in self.timed:
-            print(f"=== at {t} s (of the round) ===\n{key}", file=sys.stderr)
-
-
-class _Probe:
-    def __init__(self) -> None:
-        from qtpy.QtCore import QTimer
-
-        self.timer = QTimer()
-        self.timer.setInterval(10)
-        self.timer.timeout.connect(self._tick)
-        self.last = 0.0
-        self.t0 = 0.0
-        self.gaps: list[float] = []
-        self.ends: list[float] = []
-
-    def _tick(self) -> None:
-        now = time.perf_counter()
-        if self.last:
-            self.gaps.append(now - self.last)
-            self.ends.append(now - self.t0)
-        self.last = now
-
-    def start(self) -> None:
-        self.gaps, self.ends, self.last = [], [], 0.0
-        self.t0 = time.perf_counter()
-        self.timer.start()
-
-    def worst(self, n: int = 5) -> list[tuple[float, float]]:
-        """The ``n`` longest gaps as (ms, seconds after start at which each ended)."""
-        order = np.argsort(self.gaps)[::-1][:n]
-        return [(round(self.gaps[i] * 1000, 1), round(self.ends[i], 2)) for i in order]
-
-    def stop(self) -> dict[str, float]:
-        self.timer.stop()
-        g = np.asarray(self.gaps or [0.0]) * 1000
-        return {"longest_ms": float(g.max()), "p99_ms": float(np.percentile(g, 99))}
-
-
-def _phases(probe: _Probe, marks: list[tuple[str, float]]) -> dict[str, float]:
+def _phases(probe: Probe, marks: list[tuple[str, float]]) -> dict[str, float]:
     """Longest gap (ms) while training (click to the saved checkpoint), while predicting, and
     over the whole round; a gap belongs to the phase in which it ended."""
     trained = next((t for name, t in marks if name == "checkpoint saved"), float("inf"))
@@ -188,11 +115,11 @@ def main(argv: list[str]) -> int:
         batch_size=8,
         out=work / "stall_finetuned.pt",
     )
-    probe = _Probe()
+    trace = "--trace" in argv
+    probe = Probe(trace=trace)
     probe.start()
     _wait(app, lambda: False, 1.0)  # the idle viewer: the baseline
     idle = probe.stop()
-    watch = _StackWatch(probe) if "--trace" in argv else None
     marks: list[tuple[str, float]] = []
     viewer.layers.events.inserted.connect(
         lambda e: marks.append((f"layer {e.value.name}", time.perf_counter() - probe.t0))
@@ -209,9 +136,8 @@ def main(argv: list[str]) -> int:
             else None
         ),
     )
-    if watch is not None:
-        watch.start()
     rounds = []
+    stalls: list[dict[str, Any]] = []
     for k in range(2):
         # the interactive loop: fine-tune (which ends by predicting), paint more, fine-tune again
         if k:
@@ -225,14 +151,10 @@ def main(argv: list[str]) -> int:
         _wait(app, lambda: not dock.runner.running, 600)
         probe.stop()
         rounds.append(_phases(probe, marks))
-        if watch is not None:
-            print(
-                f"round {k + 1}: worst gaps (ms, s after the click): {probe.worst(8)}",
-                file=sys.stderr,
-            )
+        stalls += [dict(s, round=k + 1) for s in probe.stalls()]
+        if trace:
+            print(f"round {k + 1}: stalls: {probe.stalls()}", file=sys.stderr)
             print(f"round {k + 1}: timeline (s after the click): {marks}", file=sys.stderr)
-    if watch is not None:
-        watch.report()
     outcome = dock.runner.last_outcome
     viewer.close()
     train = max(r["training"] for r in rounds)
@@ -247,6 +169,7 @@ def main(argv: list[str]) -> int:
         "predict_again_ms": rounds[1]["predicting"],
         "whole_runs_ms": max(r["all"] for r in rounds),
         "run_ok": bool(outcome is not None and outcome.ok),
+        "stalls": sorted(stalls, key=lambda s: -s["ms"])[:8],
     }
     print(json.dumps(result))
     return 0

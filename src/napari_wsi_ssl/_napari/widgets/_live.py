@@ -27,9 +27,8 @@ import numpy as np
 
 from ...features import suggest_from_store
 from ...features.fast import remove_stores
-from ...inference.store import ProbabilityView
 from ._annotations import SlideGeometry
-from ._layers import PROBABILITY, UNCERTAINTY
+from ._layers import PROBABILITY, UNCERTAINTY, can_swap, swap_levels
 
 #: Quiet time after a stroke before a refinement round starts, in milliseconds.
 DEBOUNCE_MS = 300
@@ -150,27 +149,14 @@ class MapSwap:
             return None
         layers = {}
         for name, levels in ready[1].items():
-            if name not in viewer.layers:
+            if name not in viewer.layers or not can_swap(viewer.layers[name], levels):
                 return None
-            layer = viewer.layers[name]
-            views = list(layer.data) if layer.multiscale else []
-            if len(views) != len(levels) or not all(
-                isinstance(v, ProbabilityView)
-                and v.shape == tuple(a.shape)
-                and np.dtype(v.array.dtype) == np.dtype(a.dtype)
-                for v, a in zip(views, levels, strict=False)
-            ):
-                return None
-            layers[name] = (layer, views)
-        shown = {}
-        for name, (layer, views) in layers.items():
-            for view, level in zip(views, ready[1][name], strict=True):
-                view.array = level
-            layer.metadata["store"] = str(store)  # in place: no event, no layer-list update
+            layers[name] = viewer.layers[name]
+        for name, layer in layers.items():
+            swap_levels(layer, ready[1][name], {"store": str(store)})
             if layer.visible:
                 layer.refresh()
-            shown[name] = layer
-        return shown
+        return layers
 
 
 def remove_unread(viewer: Any, refiner: Any, retired: bool = False) -> threading.Thread | None:

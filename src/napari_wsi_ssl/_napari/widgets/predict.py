@@ -26,6 +26,7 @@ from ...events import CancelToken, StoreReady, TilesDone
 from ...inference import PredictConfig
 from ...inference.interactive import MapPlan
 from ...inference.nuclei_choice import best_nuclei
+from ...inference.store import ProbabilityView
 from ._annotations import (
     SlideGeometry,
     is_slide_layer,
@@ -116,6 +117,9 @@ class PredictionDisplay:
         self._request: PredictRequest | None = None
         self._last_refresh = 0.0
         self.last_warning: str | None = None
+        #: Whether layers are still to be added or shown in later turns of the event loop.
+        self.staging = False
+        self._selected: tuple[Any, set[Any]] = (None, set())
 
     def begin(self, request: PredictRequest) -> None:
         """Follow the prediction of ``request`` (its events go to :meth:`handle`)."""
@@ -147,7 +151,7 @@ class PredictionDisplay:
         if store is not None:
             self.store = Path(store)
         if outcome.ok or self.layers:
-            self._attach()
+            self._attach_staged()
         return self._weak_map_warning() if outcome.ok else None
 
     def _weak_map_warning(self) -> str | None:
@@ -156,7 +160,10 @@ class PredictionDisplay:
             return None
         levels = layer.data if layer.multiscale else [layer.data]
         level = next((a for a in levels if a.size <= PEAK_LEVEL_PIXELS), levels[-1])
-        peak = float(np.max(np.asarray(level)))
+        if isinstance(level, ProbabilityView):  # the stored values: no float copy of the level
+            peak = float(np.max(level.array[...])) * level.factor
+        else:
+            peak = float(np.max(np.asarray(level)))
         if peak >= THRESHOLD:
             return None
         layer.contrast_limits = (0.0, max(peak, 1.0 / 255.0))
@@ -181,35 +188,67 @@ class PredictionDisplay:
             refresh_layers(self.viewer, self.store)
             self._last_refresh = time.monotonic()
 
-    def _attach_staged(self) -> None:
-        """Add the layers hidden now and show them at the turn of the event loop after a short pause.
+    def _attach_staged(self, first: bool = True) -> None:
+        """Add the store's layers hidden, one per turn of the event loop, then show them.
 
-        Adding a layer and drawing it first cost about 100 ms each on a software-GL display;
-        in one go they would stall the GUI for twice that. The computation does not wait for
-        this. Inline runs (tests, ``sync``) show them at once.
+        Adding a layer costs 100 ms or more of the GUI thread on a software-GL display, and its
+        first read and draw much of that again: each new layer is added in its own turn,
+        ``REVEAL_DELAY_MS`` apart, and they are shown together in the turn after the last
+        (existing layers are pointed at the store at once). napari selects each new layer: the
+        user's (the one being painted) is selected again in the same turn. The computation does
+        not wait for this. Inline runs (tests, ``sync``) add and show them at once.
         """
-        inline = self.runner.inline
-        self._attach(visible=inline)
-        if inline or not self.layers:
+        if self.runner.inline:
+            self._attach()
+            return
+        if first and not self.staging:
+            selection = self.viewer.layers.selection
+            self._selected = (selection.active, set(selection))
+        store = self.store
+        pending: list[str] = []
+        self._attach(visible=False, pending=pending)
+        self._restore_selection()
+        if not self.layers:
+            self.staging = False
             return
         from qtpy.QtCore import QTimer
 
-        layers = [
-            layer for layer in self.layers.values() if layer.metadata.get(ROLE) not in HIDDEN_MAPS
-        ]
+        def next_turn() -> None:
+            if self.store == store:  # not a later run's store
+                self._attach_staged(first=False)
+            else:
+                self.staging = False
 
-        def reveal() -> None:
-            for layer in layers:
-                if layer in self.viewer.layers:
-                    layer.visible = True
+        self.staging = True
+        QTimer.singleShot(REVEAL_DELAY_MS, next_turn if pending else self._reveal)
 
-        QTimer.singleShot(REVEAL_DELAY_MS, reveal)
+    def _restore_selection(self) -> None:
+        active, selected = self._selected
+        selection = self.viewer.layers.selection
+        if active in self.viewer.layers and selection.active is not active:
+            selection.active = active
+            selection.update(layer for layer in selected if layer in self.viewer.layers)
 
-    def _attach(self, visible: bool = True) -> None:
+    def _reveal(self) -> None:
+        self.staging = False
+        for layer in self.layers.values():
+            hidden_map = layer.metadata.get(ROLE) in HIDDEN_MAPS
+            if not hidden_map and not layer.visible and layer in self.viewer.layers:
+                layer.visible = True
+
+    def _attach(self, visible: bool = True, pending: list[str] | None = None) -> None:
         if self.store is None or self._request is None or not self.store.exists():
             return
-        # a layer already showing this store is refreshed, a new one reads what it shows
-        self.layers = show_store(self.viewer, self.store, self._request.slide, visible=visible)
+        # a layer already showing this store is refreshed, a new one reads what it shows; with
+        # ``pending``, one new layer is added and the maps left are listed there
+        self.layers = show_store(
+            self.viewer,
+            self.store,
+            self._request.slide,
+            visible=visible,
+            new_layers=None if pending is None else 1,
+            pending=pending,
+        )
 
 
 class PredictWidget(FolderMixin, DockBase):
