@@ -48,8 +48,11 @@ def _read(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def record(kind: str, path: str | Path, source: str, **info: Any) -> None:
-    """Remember ``path`` as the last checkpoint of ``kind``, made by ``source`` (cli, gui).
+def record(
+    kind: str, path: str | Path, source: str, target: Path | None = None, **info: Any
+) -> None:
+    """Remember ``path`` as the last checkpoint of ``kind``, made by ``source`` (cli, gui), in
+    ``target`` (default: ``recent_file()``).
 
     Never fails the run that made the checkpoint: an unwritable cache folder only means no
     prefill later.
@@ -61,7 +64,7 @@ def record(kind: str, path: str | Path, source: str, **info: Any) -> None:
         st = path.stat()
     except OSError:
         return
-    target = recent_file()
+    target = recent_file() if target is None else target
     data = _read(target)
     data[kind] = {
         "path": str(path),

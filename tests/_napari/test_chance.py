@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,10 @@ def test_a_fast_mode_model_at_chance_says_so(
     assert outcome.ok, outcome.error
     assert dock._val_acc is not None and dock._val_acc > 0.8, dock._val_acc
     assert "at chance" not in dock._status.value, dock._status.value
+    # the head is remembered for the next session (recent.json, written off the GUI thread)
+    recent = Path(os.environ["NAPARI_WSI_SSL_RECENT"])
+    qtbot.waitUntil(lambda: recent.is_file() and "finetune" in json.loads(recent.read_text()))
+    assert json.loads(recent.read_text())["finetune"]["source"] == "gui"
 
     # the same labels painted at random over normal tissue: the dock says it learnt nothing
     ann.data = np.zeros_like(ann.data)

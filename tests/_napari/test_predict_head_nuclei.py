@@ -66,3 +66,5 @@ def test_cancel_during_the_nuclei_keeps_the_map(
     assert prob is not None and prob in viewer.layers
     root = zarr.open_group(prob.metadata["store"], mode="r")
     assert root["tumour"].attrs["complete"] and not root["nuclei"].attrs.get("complete")
+    # a Nuclei layer only when some nuclei tile was computed before the Cancel (never empty)
+    assert ("Nuclei" in viewer.layers) == bool(np.any(root["nuclei"]["done"][:]))

@@ -7,6 +7,7 @@ checkpoint that records the encoder and feature settings it needs.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -349,8 +350,19 @@ class HeadCheckpoint:
 def is_head_checkpoint(path: str | Path) -> bool:
     """Whether ``path`` is a head checkpoint (``False`` for model checkpoints and non-files).
 
-    Cheap: the file is memory-mapped and not hashed, so a model checkpoint costs milliseconds.
+    Cheap: the file is memory-mapped and not hashed; the answer is kept per file, size and
+    modification time, since unpickling a big model's keys holds the interpreter lock (and so
+    the viewer) for up to 100 ms at the start of every run.
     """
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return False
+    return _is_head(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _is_head(path: str, size: int, mtime_ns: int) -> bool:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # noqa: BLE001 - not a file, not a torch file: not a head

@@ -165,9 +165,15 @@ def show_store(
                 layer.metadata["class_names"] = {
                     k: v for k, v in (reader.class_names or {}).items() if k != 0
                 }
-    if "nuclei" in reader:
+    if "nuclei" in reader and _has_tiles(reader.root["nuclei"]):  # none: a cancelled start
         put("nuclei", NUCLEI, "labels", reader["nuclei"], opacity=0.7, visible=visible)
     return shown
+
+
+def _has_tiles(group: Any) -> bool:
+    """Whether any tile of a stored map was computed (its ``done`` flags; maps without them are
+    written whole)."""
+    return "done" not in group or bool(np.any(group["done"][:]))
 
 
 def _put_layer(viewer: Any, name: str, kind: str, data: list[Any], **kwargs: Any) -> Any:

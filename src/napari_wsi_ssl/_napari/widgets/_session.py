@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ... import recent
 from ...recent import KINDS, cache_dir
+
+#: One thread writes ``recent.json`` for every viewer, in the order the checkpoints were made.
+_WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wsi-ssl-recent")
 
 
 @dataclass
@@ -36,7 +40,9 @@ class Session:
         if kind not in KINDS:
             raise ValueError(f"unknown checkpoint kind {kind!r}")
         self.checkpoints[kind] = Path(path)
-        recent.record(kind, path, source="gui")
+        # the atomic write syncs to disk (a live round stalled 136 ms on it): off the GUI thread,
+        # in order, into the file this session uses now
+        _WRITER.submit(recent.record, kind, path, "gui", recent.recent_file())
 
     def last(self, kind: str) -> Path | None:
         """The last checkpoint of ``kind`` made in this viewer, if it still exists; else the last
