@@ -21,6 +21,7 @@ from gui_helpers import (
 )
 from qtpy.QtCore import QTimer
 
+from napari_wsi_ssl._napari.widgets._base import camera_of
 from napari_wsi_ssl._napari.widgets._layers import PROBABILITY, visible_box_level0
 from napari_wsi_ssl.export import read_geojson_mask
 
@@ -116,8 +117,8 @@ def _finetune(
     viewer.window.show()
     h, w = slide.data[0].shape[:2]
     viewer.reset_view()
-    viewer.camera.center = slide.data_to_world((h // 8, w // 8))
-    viewer.camera.zoom = viewer.camera.zoom * 6
+    camera_of(viewer).center = slide.data_to_world((h // 8, w // 8))
+    camera_of(viewer).zoom = camera_of(viewer).zoom * 6
     qtbot.waitUntil(lambda: visible_box_level0(slide) != (0, 0, h, w), timeout=5000)
     view = visible_box_level0(slide)
     assert view is not None and (view[2] - view[0]) * (view[3] - view[1]) < h * w / 4, view

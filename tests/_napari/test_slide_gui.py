@@ -17,6 +17,7 @@ from gui_helpers import click, open_dock, open_slide_layer, truth_on_grid, wait_
 from qtpy.QtCore import QPoint, Qt
 from test_reader import _drop, notifications  # noqa: F401 (a fixture)
 
+from napari_wsi_ssl._napari.widgets._base import camera_of
 from napari_wsi_ssl._napari.widgets._layers import NUCLEI, PROBABILITY
 
 pytestmark = pytest.mark.gui
@@ -138,7 +139,7 @@ def test_slide_mpp_field_then_map_nuclei_table(
     assert areas[0] != areas[-1]
 
     # a click on a row centres the camera on that nucleus and selects it
-    viewer.camera.center = (0.0, 0.0)
+    camera_of(viewer).center = (0.0, 0.0)
     view = table.view
     rect = view.visualRect(table.model.index(2, 0))
     qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
@@ -146,7 +147,7 @@ def test_slide_mpp_field_then_map_nuclei_table(
     expected = (
         np.array([record["centroid_y_px"], record["centroid_x_px"]]) - 0.5
     ) * 0.5 + np.asarray(slide.translate)
-    np.testing.assert_allclose(viewer.camera.center[-2:], expected, atol=1e-6)
+    np.testing.assert_allclose(camera_of(viewer).center[-2:], expected, atol=1e-6)
     assert nuclei.selected_label == int(record["id"])
     # the centroid in µm is the level-0 one times the pixel size given
     assert record["centroid_x_um"] == pytest.approx(record["centroid_x_px"] * 0.5, abs=0.01)

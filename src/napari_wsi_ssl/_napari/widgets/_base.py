@@ -37,6 +37,13 @@ def layer_choices(
     return choices
 
 
+def camera_of(viewer: Any) -> Any:
+    """The viewer's camera: ``viewer.scene.camera`` from napari 0.9 (``viewer.camera`` is
+    deprecated there), ``viewer.camera`` before."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
 def optional_path(edit: Any) -> Path | None:
     """The path typed in a magicgui FileEdit, or ``None`` when it is empty."""
     text = str(edit.line_edit.value).strip()

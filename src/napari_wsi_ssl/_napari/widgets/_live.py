@@ -28,6 +28,7 @@ import numpy as np
 from ...features import suggest_from_store
 from ...features.fast import remove_stores
 from ._annotations import SlideGeometry
+from ._base import camera_of
 from ._layers import PROBABILITY, UNCERTAINTY, can_swap, swap_levels
 
 #: Quiet time after a stroke before a refinement round starts, in milliseconds.
@@ -259,7 +260,7 @@ class SuggestionTour:
         centre = corners.mean(axis=0)
         side = float(max(np.ptp(corners[:, 0]), np.ptp(corners[:, 1])))
         canvas = self.canvas_size()
-        self.viewer.camera.center = (float(centre[0]), float(centre[1]))
+        camera_of(self.viewer).center = (float(centre[0]), float(centre[1]))
         if side > 0:
-            self.viewer.camera.zoom = FILL * min(canvas) / side
+            camera_of(self.viewer).zoom = FILL * min(canvas) / side
         return float(centre[0]), float(centre[1])

@@ -24,6 +24,7 @@ from napari.layers import Image
 from ...errors import SlideError
 from ...slide import MppEstimate, estimate_mpp, open_slide
 from ._annotations import is_slide_layer, slide_layers
+from ._base import camera_of
 
 #: Metadata key of the pixel size the user gave (the runs get it as their ``slide_mpp``).
 GIVEN = "slide_mpp"
@@ -186,7 +187,7 @@ def set_slide_mpp(viewer: Any, slide_layer: Image, mpp: float) -> None:
         layer.units = ("um",) * layer.ndim
         if layer != slide_layer and "mpp" in layer.metadata:
             layer.metadata["mpp"] = mpp
-    camera = viewer.camera
+    camera = camera_of(viewer)
     centre = np.asarray(camera.center, dtype=float)
     centre[-2:] = origin + (centre[-2:] - origin) * ratio
     camera.center = tuple(centre)

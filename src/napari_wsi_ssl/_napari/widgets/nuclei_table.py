@@ -31,7 +31,7 @@ from ...export import Placement
 from ...export.api import measure_nuclei
 from ...inference.store import PredictionStore
 from ..writers import placement_of
-from ._base import DockBase, layer_choices
+from ._base import DockBase, camera_of, layer_choices
 from ._layers import visible_box_level0
 from ._worker import Outcome
 
@@ -240,9 +240,9 @@ class NucleiTableWidget(DockBase):
             [(record["centroid_y_px"] - oy) / d - 0.5, (record["centroid_x_px"] - ox) / d - 0.5]
         )
         world = np.asarray(layer.data_to_world(map_yx), dtype=float)
-        centre = np.asarray(self._viewer.camera.center, dtype=float)
+        centre = np.asarray(camera_of(self._viewer).center, dtype=float)
         centre[-2:] = world[-2:]
-        self._viewer.camera.center = tuple(centre)
+        camera_of(self._viewer).center = tuple(centre)
         layer.selected_label = int(record["id"])
 
 
