@@ -96,6 +96,10 @@ def test_view_screenshot_shows_the_overlays(demo_out: Path, tmp_path: Path) -> N
     # the Predict dock is shown with the checkpoint that made the map
     result = json.loads((demo_out / "result.json").read_text())
     assert info["checkpoint"] == result["checkpoint"]
+    # and with the nuclei method that made the Nuclei layer
+    shown = info["predict_dock"]
+    assert Path(shown["checkpoint"]) == Path(result["checkpoint"]), shown
+    assert result["nuclei"] == "classical" and shown["nuclei"] == "classical", shown
     from PIL import Image
 
     rgb = np.asarray(Image.open(shot).convert("RGB"))

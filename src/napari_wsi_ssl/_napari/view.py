@@ -13,9 +13,9 @@ from .project import is_project
 DOCKS = ("Pretrain", "Fine-tune", "Predict", "Evaluate", "Export")
 
 
-def _describe(folder: Path, store: Path | None) -> tuple[Path, list[Path], Path | None]:
-    """The slide, the prediction stores and the checkpoint of a demo folder (``result.json``),
-    or a slide path and the store given."""
+def _describe(folder: Path, store: Path | None) -> tuple[Path, list[Path], Path | None, str | None]:
+    """The slide, the prediction stores, the checkpoint and the nuclei method of a demo folder
+    (``result.json``), or a slide path and the store given."""
     stores = [store] if store is not None else []
     if folder.is_dir() and (folder / "result.json").is_file():
         result = json.loads((folder / "result.json").read_text())
@@ -26,9 +26,10 @@ def _describe(folder: Path, store: Path | None) -> tuple[Path, list[Path], Path 
             )
             stores = [_locate(Path(p), folder) for p in named]
         checkpoint = result.get("checkpoint")
-        return slide, stores, _locate(Path(checkpoint), folder) if checkpoint else None
+        ckpt = _locate(Path(checkpoint), folder) if checkpoint else None
+        return slide, stores, ckpt, result.get("nuclei")
     if folder.exists():
-        return folder, stores, None
+        return folder, stores, None, None
     raise WsiSslError("no such folder or slide", folder, "give a demo output folder or a slide")
 
 
@@ -52,11 +53,13 @@ def open_result(
     import napari
 
     from .widgets._annotations import slide_geometry  # napari and Qt only when a window opens
+    from .widgets._base import optional_path
     from .widgets._layers import show_store
+    from .widgets.predict import NUCLEI_CHOICES
 
     if is_project(folder):
         return _open_project(Path(folder), screenshot)
-    slide, stores, checkpoint = _describe(Path(folder), Path(store) if store else None)
+    slide, stores, checkpoint, nuclei = _describe(Path(folder), Path(store) if store else None)
     viewer = napari.Viewer(title=f"napari-wsi-ssl: {slide.name}", show=True)
     viewer.window._qt_window.resize(1500, 950)  # before reset_view, so the slide fills the canvas
     layers = viewer.open(slide, plugin="napari-wsi-ssl")
@@ -69,6 +72,8 @@ def open_result(
         _, widget = viewer.window.add_plugin_dock_widget("napari-wsi-ssl", name, tabify=True)
     if checkpoint is not None and checkpoint.exists():
         widget.set_fields(checkpoint=str(checkpoint))
+    if nuclei in NUCLEI_CHOICES:  # how the Nuclei layer was made, as the dock would ask for it
+        widget.set_fields(nuclei=nuclei)
     viewer.layers.selection.active = layers[0]  # the slide's controls, not a brush's
     from qtpy.QtWidgets import QApplication
 
@@ -80,6 +85,11 @@ def open_result(
         "stores": [str(p) for p in stores],
         "checkpoint": str(checkpoint) if checkpoint else None,
         "layers": list(shown),
+        # what the Predict dock in front shows (its checkpoint and nuclei fields)
+        "predict_dock": {
+            "checkpoint": str(optional_path(widget._checkpoint) or ""),
+            "nuclei": str(widget._nuclei.value),
+        },
     }
     return _show(viewer, info, screenshot)
 

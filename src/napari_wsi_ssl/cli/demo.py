@@ -196,6 +196,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
     stores.append(Path(store))
     result["prediction"] = str(Path(store).resolve())
+    result["nuclei"] = "classical"  # the Predict dock's name for the watershed run above
     result["stores"] = [str(p.resolve()) for p in stores]
     tumour_store = stores[0] if model_path is not None else None
 
