@@ -35,7 +35,7 @@ def checkpoint_mpp(path: str | Path | None) -> float | None:
     native, or no checkpoint)."""
     if path is None:
         return None
-    from ..features.head import is_head_checkpoint, load_head  # torch: lazy, as below
+    from ..features.head_file import is_head_checkpoint, load_head  # torch: lazy, as below
     from ..models import load_checkpoint  # torch: the CLI's parser imports every cli module
 
     if is_head_checkpoint(path):

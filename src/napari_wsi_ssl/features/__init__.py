@@ -17,14 +17,8 @@ from .distributed import (
     predict_heads_distributed,
 )
 from .fast import FastResult, Refiner, SlideStrokes, fast_finetune, fast_finetune_many, predict_head
-from .head import (
-    TrainedHead,
-    is_head_checkpoint,
-    load_head,
-    save_head,
-    train_head,
-    train_head_many,
-)
+from .head import TrainedHead, train_head, train_head_many
+from .head_file import is_head_checkpoint, load_head, save_head
 from .maps import write_head_maps
 from .suggest import Suggestion, suggest_from_store, suggest_regions
 

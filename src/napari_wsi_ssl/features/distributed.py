@@ -36,7 +36,7 @@ from ..slide import open_slide
 from .cache import FeatureCache, Tile, compute_tiles, plan_cache
 from .config import FeatureConfig
 from .extract import Basis
-from .head import load_head
+from .head_file import load_head
 
 #: Tiles per task: a tile of the default settings is 1024 working px (plus margins), seconds
 #: of encoder time on a CPU core, so a task is a minute or less and a cancel waits no longer.

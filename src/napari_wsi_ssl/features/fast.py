@@ -30,7 +30,8 @@ from ..inference.store import slide_fingerprint
 from ..slide import open_slide
 from .cache import FeatureCache, build_cache
 from .config import FeatureConfig, HeadConfig
-from .head import TrainedHead, load_head, save_head, train_head, train_head_many
+from .head import TrainedHead, train_head, train_head_many
+from .head_file import load_head, save_head
 from .maps import map_store_path, write_head_maps
 
 #: Caches up to this size (bytes) are held in memory between rounds. H x W x C x 2 bytes: 50

@@ -7,24 +7,18 @@ checkpoint that records the encoder and feature settings it needs.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import __version__
-from .._atomic import atomic_path
-from ..errors import AnnotationError, CheckpointError
-from ..models.checkpoint import FORMAT, FORMAT_VERSION, _plain, read_payload
+from ..errors import AnnotationError
 from ..models.device import one_thread
 from .cache import FeatureCache
-from .config import FeatureConfig, HeadConfig
-from .extract import Basis
+from .config import HeadConfig
 
 TASK = "feature-head"
 
@@ -220,7 +214,7 @@ def train_head_many(
         init is not None
         and init.label_values == values
         and init.kind == config.kind
-        and _in_channels(init.model) == x.shape[1]
+        and in_channels(init.model) == x.shape[1]
     )
     if warm and init is not None:
         model.load_state_dict(init.model.state_dict())
@@ -293,111 +287,7 @@ def default_name(value: int) -> str:
     return {1: "tumour", 2: "normal"}.get(value, f"class {value}")
 
 
-def _in_channels(model: nn.Module) -> int:
+def in_channels(model: nn.Module) -> int:
+    """The number of feature channels a head takes."""
     first = model if isinstance(model, nn.Linear) else model[0]  # type: ignore[index]
     return int(first.in_features)
-
-
-def save_head(path: str | Path, head: TrainedHead, cache: FeatureCache) -> Path:
-    """Write a head checkpoint (one file, ``torch.load(weights_only=True)``-loadable)."""
-    meta = cache.meta
-    basis = cache.basis()
-    if basis is None:
-        raise CheckpointError("the feature cache has no basis yet", cache.path)
-    payload = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "version": __version__,
-        "task": TASK,
-        "head": {
-            "kind": head.kind,
-            "in_channels": _in_channels(head.model),
-            "hidden": head.hidden,
-            "classes": len(head.label_values),
-        },
-        "state_dict": {k: v.detach().cpu().clone() for k, v in head.model.state_dict().items()},
-        "label_values": list(head.label_values),
-        "class_names": list(head.class_names),
-        "encoder_checkpoint": meta["checkpoint"],
-        "encoder_sha256": meta["checkpoint_sha256"],
-        "feature_config": meta["config"],
-        "basis": {k: torch.from_numpy(v.copy()) for k, v in basis.arrays.items()},
-        "channel_names": meta["channel_names"],
-        "mpp": meta["mpp"],
-        "metrics": _plain(head.metrics),
-        "history": _plain(head.history),
-    }
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return path
-
-
-@dataclass
-class HeadCheckpoint:
-    """A loaded head checkpoint and the feature cache it needs."""
-
-    head: TrainedHead
-    encoder_checkpoint: str | None
-    encoder_sha256: str | None
-    feature_config: FeatureConfig
-    basis: Basis
-    mpp: float | None
-    path: Path
-    sha256: str
-
-
-def is_head_checkpoint(path: str | Path) -> bool:
-    """Whether ``path`` is a head checkpoint (``False`` for model checkpoints and non-files).
-
-    Cheap: the file is memory-mapped and not hashed; the answer is kept per file, size and
-    modification time, since unpickling a big model's keys holds the interpreter lock (and so
-    the viewer) for up to 100 ms at the start of every run.
-    """
-    try:
-        st = Path(path).stat()
-    except OSError:
-        return False
-    return _is_head(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=64)
-def _is_head(path: str, size: int, mtime_ns: int) -> bool:
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - not a file, not a torch file: not a head
-        return False
-    return isinstance(payload, dict) and payload.get("task") == TASK
-
-
-def load_head(path: str | Path) -> HeadCheckpoint:
-    payload, sha = read_payload(path)
-    if payload.get("task") != TASK:
-        raise CheckpointError("is not a head checkpoint", path, "train one with the fast mode")
-    h = payload["head"]
-    try:
-        model = make_head(h["kind"], h["in_channels"], h["classes"], h["hidden"])
-        model.load_state_dict(payload["state_dict"])
-    except (KeyError, RuntimeError, TypeError) as exc:
-        raise CheckpointError(f"head weights do not fit ({exc})".split("\n")[0], path) from None
-    model.eval()
-    head = TrainedHead(
-        model,
-        h["kind"],
-        h["hidden"],
-        [int(v) for v in payload["label_values"]],
-        list(payload["class_names"]),
-        dict(payload.get("metrics") or {}),
-        list(payload.get("history") or []),
-    )
-    enc = payload.get("encoder_checkpoint")
-    return HeadCheckpoint(
-        head,
-        enc,
-        payload.get("encoder_sha256"),
-        FeatureConfig.from_dict(payload["feature_config"]),
-        Basis({k: v.numpy() for k, v in payload["basis"].items()}),
-        payload.get("mpp"),
-        Path(path),
-        sha,
-    )

@@ -70,7 +70,7 @@ def predict_slide(
     """
     store = None
     if checkpoint_path is not None:
-        from ..features.head import is_head_checkpoint  # torch, and the layer above: lazy
+        from ..features.head_file import is_head_checkpoint  # torch, and the layer above: lazy
 
         if is_head_checkpoint(checkpoint_path):  # the fast mode: a head over the feature cache
             from ..features import predict_head  # torch, and the layer above: lazy
